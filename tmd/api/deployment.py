@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tmd.api.errors import IllegalArgument, ParseError, ValidationFailed
 from tmd.api.units import ByteSize, TimeValue, parse_byte_size, parse_time_value
@@ -63,7 +63,7 @@ class DeploymentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: str = Field(min_length=1, description="The trained model to deploy.")
-    deployment_id: str = Field(min_length=1, description="Unique id of the deployment; defaults to model_id.")
+    deployment_id: str | None = Field(None, description="Unique id of the deployment; defaults to model_id.")
     number_of_allocations: int = Field(1, ge=1, description="Total allocations across ML nodes.")
     threads_per_allocation: int = Field(1, ge=1, le=MAX_THREADS_PER_ALLOCATION,
                                         description="Threads per allocation: a power of 2, at most 32.")
@@ -73,6 +73,12 @@ class DeploymentSpec(BaseModel):
                                                      "Defaults to the model size.")
     priority: Priority = Field(Priority.normal, description="normal, or low (1 allocation x 1 thread, yields to normal).")
     adaptive_allocations: AdaptiveAllocations | None = None
+
+    @model_validator(mode="after")
+    def _default_deployment_id(self) -> "DeploymentSpec":
+        if not self.deployment_id:
+            self.deployment_id = self.model_id
+        return self
 
     def cache_size_value(self, model_bytes: int) -> ByteSize:
         """The cache size in effect: as given, or the model size (es-api §2.1)."""
