@@ -38,21 +38,27 @@ class Packing:
         zone_ids: Sequence[int],
         items: Sequence[Item],
     ) -> None:
-        self.free_processors = np.minimum(np.asarray(processors, dtype=np.int64), _MAX_PROCESSORS)
-        self.free_memory = np.asarray(memory, dtype=np.int64).copy()
+        self.processors = np.minimum(np.asarray(processors, dtype=np.int64), _MAX_PROCESSORS)
+        self.memory = np.asarray(memory, dtype=np.int64)
+        self.free_processors = self.processors.copy()
+        self.free_memory = self.memory.copy()
         self.zone_ids = np.asarray(zone_ids, dtype=np.int64)
         self.zone_count = int(self.zone_ids.max()) + 1 if len(self.zone_ids) else 0
         self.items = list(items)
         self.allocations: list[dict[int, int]] = [{} for _ in self.items]
+        self.residents: list[set[int]] = [set() for _ in range(len(self.processors))]  # node → items on it
 
     def copy(self) -> "Packing":
         other = object.__new__(Packing)
+        other.processors = self.processors
+        other.memory = self.memory
         other.free_processors = self.free_processors.copy()
         other.free_memory = self.free_memory.copy()
         other.zone_ids = self.zone_ids
         other.zone_count = self.zone_count
         other.items = self.items
         other.allocations = [dict(a) for a in self.allocations]
+        other.residents = [set(r) for r in self.residents]
         return other
 
     # --- accounting -------------------------------------------------------------------------
@@ -77,6 +83,7 @@ class Packing:
         self.free_processors[node] -= count * it.threads
         self.free_memory[node] -= self.memory_of(item, before + count) - self.memory_of(item, before)
         self.allocations[item][node] = before + count
+        self.residents[node].add(item)
 
     def remove(self, item: int, node: int, count: int) -> None:
         before = self.allocations[item].get(node, 0)
@@ -88,6 +95,7 @@ class Packing:
         self.free_memory[node] += self.memory_of(item, before) - self.memory_of(item, before - count)
         if before == count:
             del self.allocations[item][node]
+            self.residents[node].discard(item)
         else:
             self.allocations[item][node] = before - count
 
@@ -170,7 +178,7 @@ class Packing:
             wanted -= count
         return placed
 
-    def fill_spread(self, item: int) -> int:
+    def fill_spread(self, item: int, zones: bool = True) -> int:
         """Fill `item` up to its requested allocations, spread over zones first.
 
         Zones are visited most-free-processors first and each is asked for an even share of what
@@ -180,7 +188,7 @@ class Packing:
         before = self.total(item)
         if before >= self.items[item].requested:
             return 0
-        if self.zone_count > 1:
+        if zones and self.zone_count > 1:
             zone_free = np.bincount(self.zone_ids, weights=self.free_processors, minlength=self.zone_count)
             order = sorted(range(self.zone_count), key=lambda z: (-zone_free[z], z))
             totals = self.zone_totals(item)
@@ -221,3 +229,67 @@ def preserve(packing: Packing, item: int, current: Mapping[int, int]) -> None:
             del keep[node]
     for node in sorted(keep, key=lambda n: (-keep[n], n)):
         packing.place(item, node, min(keep[node], packing.capacity(item, node)))
+
+
+def improve(packing: Packing, floor: Sequence[Mapping[int, int]], order: Sequence[int], budget: int) -> None:
+    """Local search: make room on one node for a deployment that still wants allocations.
+
+    A greedy pass can fill a node with allocations that would have fitted elsewhere, leaving
+    nothing for a deployment that only fits there (e.g. one needing that node's memory). For
+    each such (deployment, node), move the node's other allocations away (never those in
+    `floor`: kept existing allocations stay where they are), place the deployment there, put
+    the moved allocations back wherever they fit, and keep the result only if more allocations
+    are placed overall and no deployment lost its last allocation. `budget` bounds the number of
+    attempts (a count, not a time, so plans stay deterministic).
+    """
+    while budget > 0:
+        improved = False
+        for item in order:
+            it = packing.items[item]
+            if packing.total(item) >= it.requested:
+                continue
+            candidates = np.flatnonzero((packing.processors >= it.threads) & (packing.memory >= it.first_memory))
+            for node in candidates:
+                if budget <= 0:
+                    return
+                budget -= 1
+                if _make_room(packing, floor, item, int(node)):
+                    improved = True
+                    if packing.total(item) >= it.requested:
+                        break
+        if not improved:
+            return
+
+
+def _make_room(packing: Packing, floor: Sequence[Mapping[int, int]], item: int, node: int) -> bool:
+    others = sorted(
+        e for e in packing.residents[node] if e != item and packing.allocations[e][node] > floor[e].get(node, 0)
+    )
+    if not others:
+        return False
+    touched = [item, *others]
+    saved_allocations = {e: dict(packing.allocations[e]) for e in touched}
+    saved = (packing.free_processors.copy(), packing.free_memory.copy())
+    before = {e: packing.total(e) for e in touched}
+    moved = {}
+    for e in others:
+        moved[e] = packing.allocations[e][node] - floor[e].get(node, 0)
+        packing.remove(e, node, moved[e])
+    only_here = np.zeros(len(packing.processors), dtype=bool)
+    only_here[node] = True
+    if packing.fill(item, packing.items[item].requested - packing.total(item), only_here) > 0:
+        for e in sorted(others, key=lambda e: (packing.items[e].threads, packing.items[e].first_memory, e)):
+            packing.fill(e, moved[e])
+        after = {e: packing.total(e) for e in touched}
+        gained = sum(after.values()) - sum(before.values())
+        if gained > 0 and all(after[e] > 0 or before[e] == 0 for e in touched):
+            return True
+    packing.free_processors, packing.free_memory = saved
+    for e in touched:
+        for n in packing.allocations[e]:
+            packing.residents[n].discard(e)
+    for e, allocations in saved_allocations.items():
+        packing.allocations[e] = allocations
+        for n in allocations:
+            packing.residents[n].add(e)
+    return False

@@ -19,7 +19,7 @@ whenever a normal deployment needs that memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from tmd.api.memory import MemoryEstimate, byte_size_string
 from tmd.operator.capacity import MLNode
-from tmd.operator.packing import Item, Packing, preserve
+from tmd.operator.packing import Item, Packing, improve, preserve
 
 Priority = Literal["normal", "low"]
 
@@ -35,6 +35,12 @@ Priority = Literal["normal", "low"]
 LOW_PRIORITY_ALLOCATIONS_PER_NODE = 100
 
 NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
+
+#: Attempts of the local search after the greedy fill (a count, so plans stay deterministic).
+IMPROVEMENT_BUDGET = 2000
+
+#: Nodes named in a deployment's reason at most (the rest are counted).
+MAX_NODE_REASONS = 25
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,10 @@ def threads_exceed_largest_node_reason(threads: int, largest: int) -> str:
     )
 
 
+def more_nodes_reason(count: int) -> str:
+    return f"Could not assign (more) allocations on [{count}] more nodes"
+
+
 def low_priority_full_reason(limit: int = LOW_PRIORITY_ALLOCATIONS_PER_NODE) -> str:
     return f"This node already hosts the maximum number of low priority allocations [{limit}]"
 
@@ -183,10 +193,11 @@ def plan(deployments: Iterable[DeploymentDemand], nodes: Iterable[MLNode]) -> Pl
     low_free_memory = packing.free_memory.copy()
     low_allocations = _plan_low(low, usable, index, low_free_memory)
 
+    node_view = _Nodes(all_nodes, usable)
     result: dict[str, DeploymentPlan] = {}
     for i, demand in enumerate(normal):
         allocations = {usable[n].name: c for n, c in sorted(packing.allocations[i].items()) if c > 0}
-        reason = _explain_normal(demand, sum(allocations.values()), i, packing, all_nodes, usable, index)
+        reason = _explain_normal(demand, i, packing, node_view)
         result[demand.deployment_id] = DeploymentPlan(demand.deployment_id, allocations, reason)
     low_count = np.zeros(len(usable), dtype=np.int64)
     for node in low_allocations.values():
@@ -196,7 +207,7 @@ def plan(deployments: Iterable[DeploymentDemand], nodes: Iterable[MLNode]) -> Pl
         allocations = {usable[node].name: 1} if node is not None else {}
         reason = None
         if not allocations and demand.number_of_allocations > 0:
-            reason = _explain_low(demand, low_free_memory, low_count, all_nodes, index)
+            reason = _explain_low(demand, low_free_memory, low_count, node_view)
         result[demand.deployment_id] = DeploymentPlan(demand.deployment_id, allocations, reason)
     return Plan({d.deployment_id: result[d.deployment_id] for d in demands})
 
@@ -245,19 +256,28 @@ def _plan_normal(
         if items[i].requested > 0:
             base.fill(i, 1)
 
+    floor = [dict(a) for a in base.allocations]
     best: Packing | None = None
-    best_key: tuple[int, int] | None = None
-    for order in _fill_orders(items, demands):
-        candidate = base.copy()
-        for i in order:
-            candidate.fill_spread(i)
-        for i in range(len(items)):
-            candidate.fill(i, items[i].requested - candidate.total(i))
-        key = (candidate.total_allocations(), int(candidate.free_memory.sum()))
-        if best_key is None or key > best_key:
-            best, best_key = candidate, key
+    best_key: tuple[int, ...] | None = None
+    orders = _fill_orders(items, demands)
+    for spread in (True, False):
+        for rank, order in enumerate(orders):
+            candidate = base.copy()
+            for i in order:
+                candidate.fill_spread(i, zones=spread)
+            _top_up(candidate, items)
+            key = (candidate.total_allocations(), spread, -rank)
+            if best_key is None or key > best_key:
+                best, best_key = candidate, key
     assert best is not None
+    improve(best, floor, orders[0], budget=IMPROVEMENT_BUDGET)
+    _top_up(best, items)
     return best
+
+
+def _top_up(packing: Packing, items: Sequence[Item]) -> None:
+    for i in range(len(items)):
+        packing.fill(i, items[i].requested - packing.total(i))
 
 
 def _plan_low(
@@ -295,64 +315,75 @@ def _plan_low(
     return placed
 
 
-def _explain_normal(
-    demand: DeploymentDemand,
-    placed: int,
-    item: int,
-    packing: Packing,
-    all_nodes: Sequence[MLNode],
-    usable: Sequence[MLNode],
-    index: Mapping[str, int],
-) -> str | None:
-    if placed >= demand.number_of_allocations:
+class _Nodes:
+    """All ML nodes by name, and where the assignable ones sit among them."""
+
+    def __init__(self, all_nodes: Sequence[MLNode], usable: Sequence[MLNode]) -> None:
+        self.all = all_nodes
+        self.usable = usable
+        position = {n.name: i for i, n in enumerate(all_nodes)}
+        self.usable_position = np.array([position[n.name] for n in usable], dtype=np.int64)
+        self.unusable_position = np.array([i for i, n in enumerate(all_nodes) if not n.assignable], dtype=np.int64)
+        self.largest = max((n.processors for n in usable), default=0)
+
+    def join(self, usable_short: np.ndarray, describe: Callable[[int], str]) -> str | None:
+        """The §3.5 reason: nodes in name order, unassignable ones and those `usable_short` marks.
+
+        At most `MAX_NODE_REASONS` nodes are named: a status listing every node of a large
+        cluster would be hundreds of kilobytes on every deployment.
+        """
+        short = np.zeros(len(self.all), dtype=bool)
+        short[self.unusable_position] = True
+        short[self.usable_position[usable_short]] = True
+        positions = np.flatnonzero(short)
+        if not len(positions):
+            return None
+        usable_index = {int(p): i for i, p in enumerate(self.usable_position)}
+        reasons = []
+        for position in positions[:MAX_NODE_REASONS]:
+            node = self.all[int(position)]
+            text = node.unassignable_reason if not node.assignable else describe(usable_index[int(position)])
+            reasons.append(node_reason(node.name, text))
+        if len(positions) > MAX_NODE_REASONS:
+            reasons.append(more_nodes_reason(len(positions) - MAX_NODE_REASONS))
+        return "|".join(reasons)
+
+
+def _explain_normal(demand: DeploymentDemand, item: int, packing: Packing, nodes: _Nodes) -> str | None:
+    if packing.total(item) >= demand.number_of_allocations:
         return None
-    if not all_nodes:
+    if not nodes.all:
         return NO_ML_NODES_REASON
-    if usable:
-        largest = max(n.processors for n in usable)
-        if demand.threads_per_allocation > largest:
-            return threads_exceed_largest_node_reason(demand.threads_per_allocation, largest)
-    reasons = []
-    for node in all_nodes:
-        if not node.assignable:
-            reasons.append(node_reason(node.name, node.unassignable_reason))
-            continue
-        n = index[node.name]
-        free_memory = int(packing.free_memory[n])
-        required = packing.marginal_memory(item, n)
-        if required > free_memory:
-            reasons.append(node_reason(node.name, insufficient_memory_reason(node.memory_bytes, free_memory, required)))
-        elif demand.threads_per_allocation > packing.free_processors[n]:
-            free = int(packing.free_processors[n])
-            reasons.append(
-                node_reason(
-                    node.name, insufficient_processors_reason(node.processors, free, demand.threads_per_allocation)
-                )
-            )
-    return "|".join(reasons) or None
+    threads = demand.threads_per_allocation
+    if nodes.usable and threads > nodes.largest:
+        return threads_exceed_largest_node_reason(threads, nodes.largest)
+    required = np.full(len(nodes.usable), demand.memory_bytes, dtype=np.int64)
+    hosting = packing.hosting_nodes(item)
+    required[hosting] = demand.memory_per_allocation_bytes
+    memory_short = required > packing.free_memory
+    short = memory_short | (packing.free_processors < threads)
+
+    def describe(n: int) -> str:
+        node = nodes.usable[n]
+        if memory_short[n]:
+            return insufficient_memory_reason(node.memory_bytes, int(packing.free_memory[n]), int(required[n]))
+        return insufficient_processors_reason(node.processors, int(packing.free_processors[n]), threads)
+
+    return nodes.join(short, describe)
 
 
 def _explain_low(
-    demand: DeploymentDemand,
-    free_memory: np.ndarray,
-    low_count: np.ndarray,
-    all_nodes: Sequence[MLNode],
-    index: Mapping[str, int],
+    demand: DeploymentDemand, free_memory: np.ndarray, low_count: np.ndarray, nodes: _Nodes
 ) -> str | None:
-    if not all_nodes:
+    if not nodes.all:
         return NO_ML_NODES_REASON
-    reasons = []
-    for node in all_nodes:
-        if not node.assignable:
-            reasons.append(node_reason(node.name, node.unassignable_reason))
-            continue
-        n = index[node.name]
-        if demand.memory_bytes > free_memory[n]:
-            reasons.append(
-                node_reason(
-                    node.name, insufficient_memory_reason(node.memory_bytes, int(free_memory[n]), demand.memory_bytes)
-                )
-            )
-        elif low_count[n] >= LOW_PRIORITY_ALLOCATIONS_PER_NODE:
-            reasons.append(node_reason(node.name, low_priority_full_reason()))
-    return "|".join(reasons) or None
+    memory_short = free_memory < demand.memory_bytes
+    short = memory_short | (low_count >= LOW_PRIORITY_ALLOCATIONS_PER_NODE)
+
+    def describe(n: int) -> str:
+        node = nodes.usable[n]
+        if memory_short[n]:
+            return insufficient_memory_reason(node.memory_bytes, int(free_memory[n]), demand.memory_bytes)
+        return low_priority_full_reason()
+
+    return nodes.join(short, describe)
