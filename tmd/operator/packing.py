@@ -231,16 +231,24 @@ def preserve(packing: Packing, item: int, current: Mapping[int, int]) -> None:
         packing.place(item, node, min(keep[node], packing.capacity(item, node)))
 
 
-def improve(packing: Packing, floor: Sequence[Mapping[int, int]], order: Sequence[int], budget: int) -> None:
+def improve(
+    packing: Packing,
+    floor: Sequence[Mapping[int, int]],
+    minimum: Sequence[int],
+    order: Sequence[int],
+    budget: int,
+) -> None:
     """Local search: make room on one node for a deployment that still wants allocations.
 
     A greedy pass can fill a node with allocations that would have fitted elsewhere, leaving
     nothing for a deployment that only fits there (e.g. one needing that node's memory). For
-    each such (deployment, node), move the node's other allocations away (never those in
-    `floor`: kept existing allocations stay where they are), place the deployment there, put
-    the moved allocations back wherever they fit, and keep the result only if more allocations
-    are placed overall and no deployment lost its last allocation. `budget` bounds the number of
-    attempts (a count, not a time, so plans stay deterministic).
+    each such (deployment, node), move the node's other allocations away (never below `floor`:
+    one allocation of every kept existing (deployment, node) pair stays, Elasticsearch's
+    PreserveOneAllocation), place the deployment there, put the moved allocations back wherever
+    they fit, and keep the result only if more allocations are placed overall, no deployment
+    falls below its `minimum` (what it kept of its existing allocations) and none lost its last
+    allocation. `budget` bounds the number of attempts (a count, not a time, so plans stay
+    deterministic).
     """
     while budget > 0:
         improved = False
@@ -253,7 +261,7 @@ def improve(packing: Packing, floor: Sequence[Mapping[int, int]], order: Sequenc
                 if budget <= 0:
                     return
                 budget -= 1
-                if _make_room(packing, floor, item, int(node)):
+                if _make_room(packing, floor, minimum, item, int(node)):
                     improved = True
                     if packing.total(item) >= it.requested:
                         break
@@ -261,7 +269,9 @@ def improve(packing: Packing, floor: Sequence[Mapping[int, int]], order: Sequenc
             return
 
 
-def _make_room(packing: Packing, floor: Sequence[Mapping[int, int]], item: int, node: int) -> bool:
+def _make_room(
+    packing: Packing, floor: Sequence[Mapping[int, int]], minimum: Sequence[int], item: int, node: int
+) -> bool:
     others = sorted(
         e for e in packing.residents[node] if e != item and packing.allocations[e][node] > floor[e].get(node, 0)
     )
@@ -282,7 +292,7 @@ def _make_room(packing: Packing, floor: Sequence[Mapping[int, int]], item: int, 
             packing.fill(e, moved[e])
         after = {e: packing.total(e) for e in touched}
         gained = sum(after.values()) - sum(before.values())
-        if gained > 0 and all(after[e] > 0 or before[e] == 0 for e in touched):
+        if gained > 0 and all(after[e] >= min(minimum[e], before[e]) and (after[e] or not before[e]) for e in touched):
             return True
     packing.free_processors, packing.free_memory = saved
     for e in touched:

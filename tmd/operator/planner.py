@@ -3,12 +3,17 @@
 A pure, deterministic function (es-api.md §4, DESIGN.md "Placement"). Normal priority first:
 
 1. existing allocations are kept, as far as the request and the nodes' capacity allow
-   (so a rebalance never restarts a worker it does not have to);
+   (so a rebalance restarts no worker it does not have to);
 2. previously allocated deployments that lost every allocation get one back before anything
    grows (es-api §4.3 step 3);
-3. the rest is filled greedily, spread over zones, under several deployment orders; the plan
-   placing the most allocations wins (the count Elasticsearch's LP maximises);
-4. a final pass tops every deployment up in name order, so no node is left with room for a
+3. the rest is filled greedily under several deployment orders, spread over zones and not;
+   the plan placing the most allocations wins (the count Elasticsearch's LP maximises), the
+   zone-spread one on a tie;
+4. a local search makes room on a node for a deployment that only fits there, moving other
+   allocations away; it may move existing allocations too, but keeps one on every existing
+   (deployment, node) pair and never lowers a deployment below what it kept (Elasticsearch's
+   PreserveOneAllocation), and only when more allocations get placed overall;
+5. a final pass tops every deployment up in name order, so no node is left with room for a
    deployment that still wants allocations (which is what makes every shortfall explainable).
 
 Normal priority never over-subscribes processors (Σ allocations × threads ≤ processors) nor
@@ -256,7 +261,8 @@ def _plan_normal(
         if items[i].requested > 0:
             base.fill(i, 1)
 
-    floor = [dict(a) for a in base.allocations]
+    floor = [{node: 1 for node in a} for a in base.allocations]
+    minimum = [base.total(i) for i in range(len(items))]
     best: Packing | None = None
     best_key: tuple[int, ...] | None = None
     orders = _fill_orders(items, demands)
@@ -270,7 +276,7 @@ def _plan_normal(
             if best_key is None or key > best_key:
                 best, best_key = candidate, key
     assert best is not None
-    improve(best, floor, orders[0], budget=IMPROVEMENT_BUDGET)
+    improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET)
     _top_up(best, items)
     return best
 
