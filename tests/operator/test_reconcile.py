@@ -146,3 +146,14 @@ def test_reconcile_is_idempotent_once_converged():
     third = run([deployment(allocations=2, status=status_of(second))], [model()], nodes, pods, allocations)
     assert second.pod_changes == third.pod_changes == []
     assert status_of(second) == status_of(third)
+
+
+def test_model_status_follows_its_definition():
+    from tmd.operator.reconcile import model_status
+
+    assert model_status(model(size=1630))["fully_defined"] is True
+    assert model_status(model(size=1630))["model_size_bytes"] == 1630
+    assert model_status(model(defined=False)) == {"fully_defined": False, "model_size_bytes": 0,
+                                                  "observedGeneration": None}
+    result = run([], [model()], [node("node-1")])
+    assert result.model_statuses[("default", "test-model")]["fully_defined"] is True

@@ -74,12 +74,20 @@ class Actuator:
         for (namespace, name), status in result.statuses.items():
             status = _clean(status)
             if status != current.get((namespace, name)):
-                try:
-                    await asyncio.to_thread(self.kube.replace_deployment_status, namespace, name, status)
-                except ApiException as err:
-                    if err.status != 404:  # deleted meanwhile
-                        raise
+                await self._write(self.kube.replace_deployment_status, namespace, name, status)
+        models = {(m["metadata"]["namespace"], m["metadata"]["name"]): m.get("status") or {} for m in state.models}
+        for (namespace, name), status in result.model_statuses.items():
+            status = _clean(status)
+            if status != models.get((namespace, name)):
+                await self._write(self.kube.replace_model_status, namespace, name, status)
         return result
+
+    async def _write(self, write: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(write, namespace, name, status)
+        except ApiException as err:
+            if err.status != 404:  # deleted meanwhile
+                raise
 
     async def apply_pod_change(self, change: PodChange) -> None:
         meta = change.pod["metadata"]

@@ -73,8 +73,14 @@ class Kube:
                                               _content_type="application/strategic-merge-patch+json",
                                               _preload_content=False)
 
-    def replace_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def replace_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         # A JSON patch replaces the status whole: a merge patch would keep routes that are gone.
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, DEPLOYMENT_PLURAL, name, [{"op": "add", "path": "/status", "value": status}],
+            GROUP, VERSION, namespace, plural, name, [{"op": "add", "path": "/status", "value": status}],
             _content_type="application/json-patch+json", _preload_content=False)
+
+    def replace_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.replace_status(DEPLOYMENT_PLURAL, namespace, name, status)
+
+    def replace_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.replace_status(TRAINED_MODEL_PLURAL, namespace, name, status)

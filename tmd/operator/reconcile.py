@@ -61,6 +61,19 @@ class Reconciliation:
     pod_changes: list[PodChange] = field(default_factory=list)
     # (namespace, name) → the deployment's complete status
     statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (namespace, name) → the trained model's complete status
+    model_statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def model_status(model: Object) -> dict[str, Any]:
+    """A model is fully defined once it names a definition with a known length. The model store
+    writes such specs only after assembling and hashing every part; with kubectl, whoever applies
+    the resource vouches for the URI, and workers verify the sha256 before loading."""
+    definition = (model.get("spec") or {}).get("definition") or {}
+    length = definition.get("total_definition_length")
+    defined = bool(definition.get("uri")) and isinstance(length, int) and length > 0
+    return {"fully_defined": defined, "model_size_bytes": length if defined else 0,
+            "observedGeneration": model["metadata"].get("generation")}
 
 
 @dataclass(frozen=True)
@@ -119,11 +132,11 @@ def resolve_deployments(deployments: Sequence[Object], models: Sequence[Object])
         if model is None:
             out.append(_Resolved(resource, spec, None, f"Could not find trained model [{spec.model_id}]"))
             continue
-        model_spec, model_status = model.get("spec") or {}, model.get("status") or {}
-        if not model_status.get("fully_defined") or not model_spec.get("definition"):
+        model_spec, status = model.get("spec") or {}, model_status(model)
+        if not status["fully_defined"]:
             out.append(_Resolved(resource, spec, model, f"Could not find trained model definition [{spec.model_id}]"))
             continue
-        model_bytes = int(model_status.get("model_size_bytes") or 0)
+        model_bytes = int(status["model_size_bytes"])
         metadata = model_spec.get("metadata") or {}
         estimate = MemoryEstimate(
             model_id=spec.model_id,
@@ -165,6 +178,7 @@ def _overlay(table: Mapping[str, Route], pods_by_node: Mapping[str, Object],
 
 def reconcile(state: ClusterState, config: OperatorConfig, now: dt.datetime) -> Reconciliation:
     result = Reconciliation()
+    result.model_statuses = {_key(m): model_status(m) for m in state.models}
     node_names = {n["metadata"]["name"] for n in state.nodes}
     ml_nodes = ml_nodes_from_kubernetes(state.nodes, state.pods, {"matchLabels": config.ml_node_selector},
                                         worker_pod=is_worker)
