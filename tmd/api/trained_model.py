@@ -65,7 +65,8 @@ class Tokenization(_Strict):
         if isinstance(data, dict) and "truncate" in data:
             value = data["truncate"]
             if not isinstance(value, str) or value.lower() not in TRUNCATE_VALUES:
-                raise IllegalArgument(f"No enum constant Tokenization.Truncate.{str(value).upper()}")
+                raise IllegalArgument("No enum constant org.elasticsearch.xpack.core.ml.inference.trainedmodel."
+                                      f"Tokenization.Truncate.{str(value).upper()}")
             data = {**data, "truncate": value.lower()}
         return data
 
@@ -193,61 +194,105 @@ class NerConfig(NlpConfig):
 
     @model_validator(mode="after")
     def _check_labels(self) -> "NerConfig":
+        # NerProcessor.validate: every label an I-O-B tag, none duplicated, all reported together
+        messages, seen = [], set()
         for label in self.classification_labels:
-            tag = label.upper()
-            if tag != "O" and not re.match(r"^[BI][-_].+", tag):
-                raise IllegalArgument(
-                    f"classification label [{label}] is not an entity I-O-B tag; "
-                    f"expected O or a label starting B_/B-/I_/I-")
+            tag = iob_tag(label)
+            if tag is None:
+                messages.append(f"classification label [{label}] is not an entity I-O-B tag.")
+                continue
+            if tag in seen:
+                messages.append(f"the classification label [{label}] is duplicated in the list "
+                                f"{_java_list(self.classification_labels)}")
+            seen.add(tag)
+        if messages:
+            error = ValidationFailed(messages)
+            error.type = "validation_exception"
+            raise error
         return self
 
     @property
     def labels(self) -> list[str]:
         return self.classification_labels or NER_DEFAULT_LABELS
 
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "classification_labels": list(self.classification_labels)}
+
+
+def iob_tag(label: str) -> tuple[str, str] | None:
+    """("B", "PER") for "B-PER"/"b_per", ("O", "") for "O"; None when not an I-O-B tag."""
+    upper = label.upper()
+    if upper == "O":
+        return ("O", "")
+    if upper[:2] in ("B-", "I-", "B_", "I_"):
+        return (upper[0], upper[2:])
+    return None
+
 
 class TextClassificationConfig(NlpConfig):
     task = "text_classification"
     updatable = ("results_field", "tokenization", "num_top_classes", "classification_labels")
     classification_labels: list[str] | None = None
-    num_top_classes: int = 0
+    num_top_classes: int = -1
 
     @model_validator(mode="after")
     def _check_labels(self) -> "TextClassificationConfig":
-        if not self.classification_labels:
-            raise IllegalArgument("[text_classification] requires at least 1 [classification_labels]; provided "
+        if not self.classification_labels or len(self.classification_labels) < 2:
+            raise IllegalArgument("[text_classification] requires at least 2 [classification_labels]; provided "
                                   f"{_java_list(self.classification_labels)}")
-        if self.num_top_classes < -1:
-            raise IllegalArgument("[num_top_classes] must be greater than or equal to -1")
         return self
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "num_top_classes": self.num_top_classes}
+
+
+ZERO_SHOT_REQUIRED_LABELS = "[entailment, neutral, contradiction]"
 
 
 class ZeroShotClassificationConfig(NlpConfig):
     task = "zero_shot_classification"
     updatable = ("results_field", "tokenization", "labels", "multi_label")
-    classification_labels: list[str]
+    classification_labels: list[str] | None = None
     hypothesis_template: str = "This example is {}."
     multi_label: bool = False
     labels: list[str] | None = None
 
     @model_validator(mode="after")
     def _check_labels(self) -> "ZeroShotClassificationConfig":
-        lower = [label.lower() for label in self.classification_labels]
-        if "entailment" not in lower or "contradiction" not in lower:
-            raise IllegalArgument(
-                "[zero_shot_classification] requires [entailment] and [contradiction] in classification_labels; "
-                f"provided {_java_list(self.classification_labels)}")
+        if self.classification_labels is None:
+            raise IllegalArgument("[classification_labels] must not be null.")
+        if len(self.classification_labels) != 3:
+            raise IllegalArgument(f"[classification_labels] must contain exactly the three values "
+                                  f"{ZERO_SHOT_REQUIRED_LABELS}")
+        bad = [label.lower() for label in self.classification_labels
+               if label.lower() not in ("entailment", "neutral", "contradiction")]
+        if bad:
+            raise IllegalArgument(f"[classification_labels] must contain exactly the three values "
+                                  f"{ZERO_SHOT_REQUIRED_LABELS}. Invalid labels {_java_list(bad)}")
         if self.labels is not None and len(self.labels) == 0:
-            raise IllegalArgument("[zero_shot_classification] requires at least one [labels]")
+            raise IllegalArgument("[labels] must not be empty")
+        if self.tokenization.span != -1:
+            raise IllegalArgument(f"[zero_shot_classification] does not support windowing long text sequences; "
+                                  f"configured span [{self.tokenization.span}]")
         return self
+
+    def _index(self, name: str) -> int:
+        lower = [label.lower() for label in self.classification_labels or []]
+        if name not in lower:
+            raise IllegalArgument("zero_shot_classification requires [entailment] and [contradiction] in "
+                                  "classification_labels")
+        return lower.index(name)
 
     @property
     def entailment_index(self) -> int:
-        return [label.lower() for label in self.classification_labels].index("entailment")
+        return self._index("entailment")
 
     @property
     def contradiction_index(self) -> int:
-        return [label.lower() for label in self.classification_labels].index("contradiction")
+        return self._index("contradiction")
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "multi_label": self.multi_label}
 
 
 class FillMaskConfig(NlpConfig):
@@ -268,7 +313,7 @@ class FillMaskConfig(NlpConfig):
         return self
 
     def to_es(self) -> dict[str, Any]:
-        return {**super().to_es(), "mask_token": self.tokenization.mask_token}
+        return {**super().to_es(), "num_top_classes": self.num_top_classes, "mask_token": self.tokenization.mask_token}
 
 
 class QuestionAnsweringConfig(NlpConfig):
@@ -277,6 +322,10 @@ class QuestionAnsweringConfig(NlpConfig):
     question: str | None = None
     num_top_classes: int = 0
     max_answer_length: int = 15
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "num_top_classes": self.num_top_classes,
+                "max_answer_length": self.max_answer_length}
 
     @model_validator(mode="after")
     def _check(self) -> "QuestionAnsweringConfig":
@@ -344,6 +393,12 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if unknown:
         raise ParseError(f"[{task}] unknown field [{unknown[0]}]")
     changes = {k: v for k, v in options.items() if k != "tokenization"}
+    old_labels = getattr(config, "classification_labels", None)
+    new_labels = changes.get("classification_labels")
+    if config.task == "text_classification" and isinstance(new_labels, list) and old_labels is not None \
+            and len(new_labels) != len(old_labels):
+        raise IllegalArgument(f"The number of [classification_labels] the model is defined with [{len(old_labels)}] "
+                              f"does not match the number in the update [{len(new_labels)}]")
     merged = config.model_dump(exclude_none=True)
     merged.update(changes)
     tokenization = config.tokenization
