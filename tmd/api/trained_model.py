@@ -28,7 +28,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ValidationFailed
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, StatusException, ValidationFailed
 
 TRUNCATE_VALUES = ("first", "second", "none", "balanced")
 Truncate = Literal["first", "second", "none", "balanced"]
@@ -38,6 +38,14 @@ ILLEGAL_AT_CREATION = ("version", "created_by", "create_time", "license_level", 
 ILLEGAL_METADATA_AT_CREATION = ("total_feature_importance", "model_aliases")
 ID_LENGTH_LIMIT = 64
 _VALID_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?$")
+
+
+def bad_request(reason: str) -> StatusException:
+    """Elasticsearch's ExceptionsHelper.badRequestException: a status_exception with status 400.
+
+    (IllegalArgumentException-based checks use IllegalArgument instead; clients see the type.)
+    """
+    return StatusException(reason, 400)
 
 
 class _Strict(BaseModel):
@@ -238,7 +246,7 @@ class TextClassificationConfig(NlpConfig):
     @model_validator(mode="after")
     def _check_labels(self) -> "TextClassificationConfig":
         if not self.classification_labels or len(self.classification_labels) < 2:
-            raise IllegalArgument("[text_classification] requires at least 2 [classification_labels]; provided "
+            raise bad_request("[text_classification] requires at least 2 [classification_labels]; provided "
                                   f"{_java_list(self.classification_labels)}")
         return self
 
@@ -260,26 +268,26 @@ class ZeroShotClassificationConfig(NlpConfig):
     @model_validator(mode="after")
     def _check_labels(self) -> "ZeroShotClassificationConfig":
         if self.classification_labels is None:
-            raise IllegalArgument("[classification_labels] must not be null.")
+            raise bad_request("[classification_labels] must not be null.")
         if len(self.classification_labels) != 3:
-            raise IllegalArgument(f"[classification_labels] must contain exactly the three values "
+            raise bad_request(f"[classification_labels] must contain exactly the three values "
                                   f"{ZERO_SHOT_REQUIRED_LABELS}")
         bad = [label.lower() for label in self.classification_labels
                if label.lower() not in ("entailment", "neutral", "contradiction")]
         if bad:
-            raise IllegalArgument(f"[classification_labels] must contain exactly the three values "
+            raise bad_request(f"[classification_labels] must contain exactly the three values "
                                   f"{ZERO_SHOT_REQUIRED_LABELS}. Invalid labels {_java_list(bad)}")
         if self.labels is not None and len(self.labels) == 0:
-            raise IllegalArgument("[labels] must not be empty")
+            raise bad_request("[labels] must not be empty")
         if self.tokenization.span != -1:
-            raise IllegalArgument(f"[zero_shot_classification] does not support windowing long text sequences; "
+            raise bad_request(f"[zero_shot_classification] does not support windowing long text sequences; "
                                   f"configured span [{self.tokenization.span}]")
         return self
 
     def _index(self, name: str) -> int:
         lower = [label.lower() for label in self.classification_labels or []]
         if name not in lower:
-            raise IllegalArgument("zero_shot_classification requires [entailment] and [contradiction] in "
+            raise bad_request("zero_shot_classification requires [entailment] and [contradiction] in "
                                   "classification_labels")
         return lower.index(name)
 
@@ -308,7 +316,7 @@ class FillMaskConfig(NlpConfig):
             raise IllegalArgument(f"Mask token requested was [{self.mask_token}] but must be [{expected}] for this model")
         self.mask_token = None  # always written back from the tokenization (FillMaskConfig.toXContent)
         if self.tokenization.span != -1:
-            raise IllegalArgument(f"[fill_mask] does not support windowing long text sequences; "
+            raise bad_request(f"[fill_mask] does not support windowing long text sequences; "
                                   f"configured span [{self.tokenization.span}]")
         return self
 
@@ -384,7 +392,7 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if task not in TASK_CONFIGS:
         raise ParseError(f"Unknown inference config type [{task}]")
     if task != config.task:
-        raise IllegalArgument(f"Trained model [{model_id}] is configured for task [{config.task}] "
+        raise bad_request(f"Trained model [{model_id}] is configured for task [{config.task}] "
                               f"but called with task [{task}]")
     options = options or {}
     if not isinstance(options, dict):
@@ -397,7 +405,7 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     new_labels = changes.get("classification_labels")
     if config.task == "text_classification" and isinstance(new_labels, list) and old_labels is not None \
             and len(new_labels) != len(old_labels):
-        raise IllegalArgument(f"The number of [classification_labels] the model is defined with [{len(old_labels)}] "
+        raise bad_request(f"The number of [classification_labels] the model is defined with [{len(old_labels)}] "
                               f"does not match the number in the update [{len(new_labels)}]")
     merged = config.model_dump(exclude_none=True)
     merged.update(changes)
@@ -481,17 +489,27 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
     body = dict(body)
     if model_id is not None:
         body.setdefault("model_id", model_id)
+    if for_creation:
+        unknown = [k for k in body if k not in _CREATION_FIELDS]
+        if unknown:
+            raise ParseError(f"[trained_model_config] unknown field [{unknown[0]}]")
     messages: list[str] = []
     mid = body.get("model_id")
+    packaged = isinstance(mid, str) and mid.startswith(".")
     if mid is None:
         messages.append("[model_id] must not be null.")
-    if body.get("model_type") is None and body.get("definition") is None:
-        messages.append("[model_type] must be set if [definition] is not defined.")
-    if for_creation and body.get("inference_config") is None:
-        messages.append("[inference_config] must not be null.")
+    if not packaged:
+        if body.get("definition") is not None and body.get("location") is not None:
+            messages.append("[definition] and [location] are both defined but only one can be used.")
+        if body.get("model_type") is None and body.get("definition") is None:
+            messages.append("[model_type] must be set if [definition] is not defined.")
+        if for_creation and body.get("inference_config") is None:
+            messages.append("[inference_config] must not be null.")
     if isinstance(mid, str):
-        if not _VALID_ID.match(mid):
-            messages.append(f"Invalid model_id; '{mid}' can contain lowercase alphanumeric (a-z and 0-9), hyphens or "
+        check = mid[1:].removesuffix("_SNAPSHOT") if packaged else mid
+        if not _VALID_ID.match(check):
+            kind = "model package id" if packaged else "model_id"
+            messages.append(f"Invalid {kind}; '{mid}' can contain lowercase alphanumeric (a-z and 0-9), hyphens or "
                             "underscores; must start and end with alphanumeric")
         if len(mid) > ID_LENGTH_LIMIT:
             messages.append(f"Invalid model_id; '{mid}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
@@ -517,10 +535,17 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
                 if metadata.get(name) is not None:
                     messages.append(f"illegal to set [metadata.{name}] at inference model creation")
     if body.get("model_type") not in (None, "pytorch"):
-        messages.append(f"[model_type] must be [pytorch] for this API; provided [{body.get('model_type')}]")
+        messages.append(f"[model_type] must be [pytorch]; tmd serves only pytorch models, got [{body.get('model_type')}]")
     if messages:
         raise ValidationFailed(messages)
     return _validate(TrainedModelConfig, body, "trained_model_config")
+
+
+# Top-level fields a create request may carry: ours, and the server-stamped ones Elasticsearch
+# parses and then rejects with "illegal to set [...]" (so they are reported, not "unknown").
+_CREATION_FIELDS = set(TrainedModelConfig.model_fields) | set(ILLEGAL_AT_CREATION) | {
+    "definition", "compressed_definition", "estimated_heap_memory_usage_bytes", "estimated_operations",
+    "model_size_bytes", "default_field_map"}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -21,6 +21,7 @@ from tmd.api.trained_model import (
     TextEmbeddingConfig,
     TextSimilarityConfig,
     ZeroShotClassificationConfig,
+    bad_request,
     iob_tag,
 )
 from tmd.worker.nlp.tokenization import Encoding, NlpTokenizer
@@ -132,7 +133,7 @@ class ZeroShotClassification(TaskProcessor):
 
     def check_request(self, config: ZeroShotClassificationConfig):
         if not config.labels:
-            raise IllegalArgument("zero_shot_classification requires non-empty [labels]")
+            raise bad_request("zero_shot_classification requires non-empty [labels]")
 
     def encode(self, config: ZeroShotClassificationConfig, tokenizer, text):
         premise = tokenizer.tokenize(text)
@@ -275,7 +276,7 @@ class QuestionAnswering(TaskProcessor):
 
     def check_request(self, config: QuestionAnsweringConfig):
         if config.question is None:
-            raise IllegalArgument("Question is required for question answering")
+            raise bad_request("Question is required for question answering")
 
     def encode(self, config: QuestionAnsweringConfig, tokenizer, text):
         tok = config.tokenization
@@ -342,7 +343,7 @@ class TextSimilarity(TaskProcessor):
 
     def check_request(self, config: TextSimilarityConfig):
         if config.text is None:
-            raise IllegalArgument("Text is required for text similarity")
+            raise bad_request("Text is required for text similarity")
 
     def encode(self, config: TextSimilarityConfig, tokenizer, text):
         tok = config.tokenization
