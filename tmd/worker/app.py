@@ -212,7 +212,7 @@ def create_app(state: WorkerState) -> Any:
             "threads": engine.threads_per_allocation, "queue_capacity": engine.queue.capacity,
         }
 
-    registry = make_registry(WorkerCollector(read_state, {"deployment_id": state.deployment_id}))
+    registry = make_registry(WorkerCollector(read_state, lambda: {"deployment_id": state.deployment_id}))
 
     @app.exception_handler(ElasticsearchError)
     async def on_es_error(_: Request, err: ElasticsearchError) -> Response:

@@ -16,7 +16,8 @@ from tmd.worker.stats import StatsSnapshot
 
 
 class WorkerCollector(Collector):
-    def __init__(self, read: Callable[[], tuple[StatsSnapshot, dict[str, int]] | None], labels: dict[str, str]) -> None:
+    def __init__(self, read: Callable[[], tuple[StatsSnapshot, dict[str, int]] | None],
+                 labels: Callable[[], dict[str, str]]) -> None:
         self._read = read
         self._labels = labels
 
@@ -25,7 +26,8 @@ class WorkerCollector(Collector):
         if state is None:  # still loading: nothing to report yet
             return
         s, gauges = state
-        names, values = list(self._labels), list(self._labels.values())
+        labels = self._labels()  # read per scrape: the deployment id is known only after loading
+        names, values = list(labels), list(labels.values())
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             family = CounterMetricFamily(name, doc, labels=names)
