@@ -113,6 +113,7 @@ def kubectl(request: pytest.FixtureRequest, localkube: LocalCluster) -> Callable
         return run_kubectl(localkube, *args, binary=binary, input=input, check=check, timeout=timeout)
 
     call.binary = binary  # type: ignore[attr-defined]
+    call.id = request.param  # type: ignore[attr-defined]
     return call
 
 
@@ -123,6 +124,55 @@ def k8s_client(localkube: LocalCluster) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+class KopfProcess:
+    """`kopf run --standalone -A --verbose <operator>` as a subprocess against the cluster, its
+    output in a log file the test can assert on."""
+
+    def __init__(self, cluster: "LocalCluster", operator: Path, log_path: Path, extra_args: Sequence[str] = ()) -> None:
+        self.cluster = cluster
+        self.operator = Path(operator)
+        self.log_path = Path(log_path)
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "KopfProcess":
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "KUBECACHEDIR": str(self.cluster.data_dir / "kube-cache")}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "--verbose", *self.extra_args, str(self.operator)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        return self
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 30.0) -> str:
+        return wait_for(lambda: self.log.count(text) >= count and self.log, timeout=timeout, message=f"{count}× {text!r} in the kopf log")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGINT (kopf's graceful stop), SIGKILL if it does not exit in time; returns the exit code."""
+        if self.process is None:
+            return 0
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> "KopfProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
@@ -137,6 +187,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+def pod_pids(env_entry: str) -> list[int]:
+    """Pids of processes whose environment holds `NAME=value` (how tests find a pod's processes)."""
+    needle = env_entry.encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if needle in Path(f"/proc/{entry}/environ").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def names(items: Sequence[Any]) -> list[str]:
