@@ -155,6 +155,11 @@ class PodWorker:
         if (pod.get("metadata") or {}).get("uid") != self.uid:
             return
         self.pod = pod
+        spec = pod.get("spec") or {}
+        for slots, key in ((self.init_slots, "initContainers"), (self.slots, "containers")):
+            latest = {c.get("name"): c for c in spec.get(key) or []}
+            for slot in slots:  # only resources may change in place (pods/resize)
+                slot.spec = latest.get(slot.name, slot.spec)
         self.wake.set()
 
     def gone(self) -> None:
@@ -198,8 +203,11 @@ class PodWorker:
                     else:
                         log.warning("pod %s/%s: %s", self.namespace, self.name, error)
                         await asyncio.sleep(1.0)
-                except OSError as error:  # API server unreachable (e.g. restarting): retry
+                except (OSError, asyncio.TimeoutError) as error:  # API server unreachable (e.g. restarting): retry
                     log.warning("pod %s/%s: %s", self.namespace, self.name, error)
+                    await asyncio.sleep(1.0)
+                except Exception:  # a bug must not silently orphan the pod's processes: log, retry
+                    log.exception("pod %s/%s: sync failed", self.namespace, self.name)
                     await asyncio.sleep(1.0)
                 if self.finished:
                     break
@@ -452,7 +460,7 @@ class PodWorker:
 
     def _check_finished(self) -> None:
         """Record a terminal phase (restartPolicy Never/OnFailure) so a restart never re-runs the pod."""
-        phase = pod_phase(self.restart_policy, self.init_failed, self.slots, {s.name: s.restart_at is not None for s in self.slots})
+        phase = pod_phase(self.restart_policy, self.init_failed, [s.record for s in self.slots], {s.name: s.restart_at is not None for s in self.slots})
         if phase in ("Succeeded", "Failed") and all(s.process is None for s in self.slots):
             self.terminal_phase = phase
             self.save()
