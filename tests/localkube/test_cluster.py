@@ -16,11 +16,16 @@ import yaml
 from kubernetes import client, config
 
 from tmd.localkube.cluster import LocalCluster
+from tmd.localkube.kubelet.process import start_ticks
 from tmd.localkube.testing import kubectl_binaries, pod_pids, run_kubectl, wait_for
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def alive(pid: int) -> bool:
+    return start_ticks(pid) is not None  # not a zombie
 
 
 def sleeper(name: str, node: str = "node-1") -> dict:
@@ -54,7 +59,7 @@ def test_local_cluster_restart_semantics(tmp_path: Path):
         # crash-like stop: the process keeps running and is adopted by the next start
         port = cluster.port
         cluster.restart(leave_pods_running=True)
-        assert cluster.port == port and os.path.exists(f"/proc/{pid}")
+        assert cluster.port == port and alive(pid)
         adopted = wait_for(lambda: running(core, "survivor"), message="adopted")
         assert adopted.status.pod_ip == first.status.pod_ip
         assert adopted.status.container_statuses[0].restart_count == 0
@@ -63,7 +68,7 @@ def test_local_cluster_restart_semantics(tmp_path: Path):
 
         # clean stop: the process is stopped, and started again (restartCount + 1) by the next start
         cluster.stop()
-        assert not os.path.exists(f"/proc/{pid}") and pod_pids("MARK=survivor") == []
+        assert not alive(pid) and pod_pids("MARK=survivor") == []
         cluster.start()
         restarted = wait_for(lambda: (p := running(core, "survivor")) and p.status.container_statuses[0].restart_count == 1 and p,
                              message="restarted after a clean stop")
@@ -116,12 +121,12 @@ def test_cli_with_kubectl_sigterm_and_crash_recovery(tmp_path: Path):
 
         proc.kill()  # crash: pod processes live on in their own sessions
         proc.wait(10)
-        assert os.path.exists(f"/proc/{pid}")
+        assert alive(pid)
         proc, _ = start_cli(data)  # same data dir → same port (kubeconfig unchanged) → adopted
         out = run_kubectl(cluster, "get", "pod", "cli-pod", "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.phase}").stdout
         assert out == "0 Running" and pod_pids("MARK=cli-pod") == [pid]
         assert stop_cli(proc) == 0
-        assert not os.path.exists(f"/proc/{pid}") and pod_pids("MARK=cli-pod") == []
+        assert not alive(pid) and pod_pids("MARK=cli-pod") == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from tmd.localkube.kubelet.process import start_ticks
 from tmd.localkube.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=2, node_cpus="4", node_memory="8Gi", backoff_base=1.0)]
@@ -205,10 +206,10 @@ def test_graceful_delete_sigterm_then_sigkill(core, recorder, tmp_path):
     deleting = read(core, name)
     assert deleting.metadata.deletion_timestamp is not None and deleting.metadata.deletion_grace_period_seconds == 2
     wait_for(lambda: "TERM" in marker.read_text(), timeout=5, message="SIGTERM delivered")
-    assert os.path.exists(f"/proc/{pid}")  # still alive during the grace period
+    assert start_ticks(pid) is not None  # still alive during the grace period
     wait_for(lambda: not core.list_namespaced_pod("default", field_selector=f"metadata.name={name}").items, timeout=20, message="pod removed")
     assert time.monotonic() - began >= 2.0
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=5, message="SIGKILL")
+    wait_for(lambda: start_ticks(pid) is None, timeout=5, message="SIGKILL")
 
 
 def test_liveness_failure_restarts_container(core, recorder, tmp_path):

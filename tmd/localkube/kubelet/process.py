@@ -91,10 +91,19 @@ class ContainerProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        code = self.popen.wait() if self.popen is not None else None
+        code = self.popen.wait() if self.popen is not None else self._reap_adopted()
         self._kill_group(signal.SIGKILL)  # like a container's cgroup: nothing outlives the main process
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(code)
+
+    def _reap_adopted(self) -> int | None:
+        """An adopted process is normally init's child and its exit code is lost; when this very process
+        started it (an in-process restart), reap it and return its code like Popen would."""
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status) if pid else None
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop watching without touching the process (a simulated crash of localkube)."""
