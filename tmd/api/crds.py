@@ -84,7 +84,7 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
             "group": r.GROUP,
             "scope": "Namespaced",
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": [short],
-                      "listKind": f"{kind}List", "categories": ["tmd", "ml"]},
+                      "listKind": f"{kind}List", "categories": ["ml"]},
             "versions": [{
                 "name": r.VERSION,
                 "served": True,

@@ -99,3 +99,20 @@ def default_model_dir(deployment_id: str) -> Path:
 
 def remove_model_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def model_dir_from_env(env: dict[str, str] | os._Environ) -> Path | None:
+    """In a pod the operator describes the model by URIs (TMD_DEFINITION_URI, TMD_VOCABULARY_URI,
+    their TMD_*_SHA256, and TMD_MODEL_CONFIG); fetch them into a local model directory.
+    Returns None when a model directory is given directly instead."""
+    if env.get("TMD_MODEL_DIR") or not env.get("TMD_DEFINITION_URI"):
+        return None
+    try:
+        config = json.loads(env.get("TMD_MODEL_CONFIG") or "{}")
+    except json.JSONDecodeError as err:
+        raise FetchError(f"TMD_MODEL_CONFIG is not JSON: {err}") from None
+    definition = Artifact(env["TMD_DEFINITION_URI"], env.get("TMD_DEFINITION_SHA256") or None)
+    vocabulary = (Artifact(env["TMD_VOCABULARY_URI"], env.get("TMD_VOCABULARY_SHA256") or None)
+                  if env.get("TMD_VOCABULARY_URI") else None)
+    deployment_id = env.get("TMD_DEPLOYMENT_ID") or config.get("model_id") or "model"
+    return materialize_model_dir(default_model_dir(deployment_id), config, definition, vocabulary)
