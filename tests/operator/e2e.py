@@ -101,3 +101,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, interval: floa
 
 def infer(pod: dict[str, Any], text: str, port: int = 8080) -> httpx.Response:
     return httpx.post(f"http://{pod['status']['podIP']}:{port}/infer", json={"docs": [{"input": text}]}, timeout=30)
+
+
+def worker_pid(pod_ip: str) -> int | None:
+    """The pid of the worker process serving on `pod_ip` (it got POD_IP from the kubelet)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"tmd\x00worker" not in cmdline:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\x00")
+        except OSError:
+            continue
+        if f"POD_IP={pod_ip}".encode() in environ:
+            return int(entry.name)
+    return None

@@ -49,7 +49,7 @@ class Actuator:
 
         async def ask(pod: dict[str, Any]) -> tuple[str, int | None]:
             try:
-                response = await self.http.get(self._worker_url(pod, "/stats"))
+                response = await self.http.get(self._worker_url(pod, "/allocations"))
                 response.raise_for_status()
                 return pod_key(pod), int(response.json()["number_of_allocations"])
             except (httpx.HTTPError, KeyError, ValueError) as err:

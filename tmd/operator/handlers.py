@@ -22,6 +22,7 @@ from tmd.operator.pods import WORKER_ROLE
 
 log = logging.getLogger("tmd.operator")
 DEBOUNCE_SECONDS = 0.05
+LOW_PRIORITY_VALUE = -100  # below the default 0 of ordinary pods: low-priority workers are preempted first
 
 
 class Reconciler:
@@ -35,7 +36,13 @@ class Reconciler:
 
     async def run(self) -> None:
         """Until cancelled (on operator cleanup)."""
-        actuator = Actuator(Kube(), self.config)
+        kube = Kube()
+        actuator = Actuator(kube, self.config)
+        if self.config.low_priority_class and not await asyncio.to_thread(
+                kube.ensure_priority_class, self.config.low_priority_class, LOW_PRIORITY_VALUE,
+                "tmd low-priority trained model deployments: yield to everything else"):
+            log.warning("PriorityClass %s is missing and could not be created: low priority workers will be refused",
+                        self.config.low_priority_class)
         while True:
             try:
                 await asyncio.wait_for(self.trigger.wait(), timeout=self.config.resync_seconds)

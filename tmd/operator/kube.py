@@ -26,6 +26,7 @@ class Kube:
             api_client = client.ApiClient()
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.scheduling = client.SchedulingV1Api(api_client)
 
     @staticmethod
     def _items(response: Any) -> list[dict[str, Any]]:
@@ -45,6 +46,16 @@ class Kube:
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.list_custom(TRAINED_MODEL_PLURAL)
+
+    def ensure_priority_class(self, name: str, value: int, description: str) -> bool:
+        """Create the PriorityClass if missing; True when it exists afterwards."""
+        body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                "value": value, "globalDefault": False, "preemptionPolicy": "Never", "description": description}
+        try:
+            self.scheduling.create_priority_class(client.V1PriorityClass.from_dict(body), _preload_content=False)
+        except ApiException as err:
+            return err.status == 409
+        return True
 
     def create_pod(self, pod: dict[str, Any]) -> None:
         try:
