@@ -55,6 +55,17 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------- tokenization
 
 
+def _normalise_truncate(data: Any) -> Any:
+    """`truncate` parsed as Elasticsearch's Truncate.fromString does: case-insensitive, else its error."""
+    if isinstance(data, dict) and "truncate" in data:
+        value = data["truncate"]
+        if not isinstance(value, str) or value.lower() not in TRUNCATE_VALUES:
+            raise IllegalArgument("No enum constant org.elasticsearch.xpack.core.ml.inference.trainedmodel."
+                                  f"Tokenization.Truncate.{str(value).upper()}")
+        data = {**data, "truncate": value.lower()}
+    return data
+
+
 class Tokenization(_Strict):
     """Common tokenization options (Tokenization.java); subclasses name the container key."""
 
@@ -70,13 +81,7 @@ class Tokenization(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _check_truncate(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "truncate" in data:
-            value = data["truncate"]
-            if not isinstance(value, str) or value.lower() not in TRUNCATE_VALUES:
-                raise IllegalArgument("No enum constant org.elasticsearch.xpack.core.ml.inference.trainedmodel."
-                                      f"Tokenization.Truncate.{str(value).upper()}")
-            data = {**data, "truncate": value.lower()}
-        return data
+        return _normalise_truncate(data)
 
     @model_validator(mode="after")
     def _check_rules(self) -> "Tokenization":
@@ -155,7 +160,7 @@ class TokenizationUpdate(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _check_truncate(cls, data: Any) -> Any:
-        return Tokenization._check_truncate.__func__(cls, data)  # type: ignore[attr-defined]
+        return _normalise_truncate(data)
 
 
 # --------------------------------------------------------------------------- task configs

@@ -129,7 +129,8 @@ class ZeroShotClassification(TaskProcessor):
     """One premise/hypothesis pair per candidate label, scored by the model's entailment logit."""
 
     def check_config(self, config: ZeroShotClassificationConfig, tokenizer):
-        config.entailment_index, config.contradiction_index  # noqa: B018 - raises for unusable labels
+        # ZeroShotClassificationProcessor's constructor check: both positions must exist
+        _ = (config.entailment_index, config.contradiction_index)
 
     def check_request(self, config: ZeroShotClassificationConfig):
         if not config.labels:
@@ -202,9 +203,6 @@ class Ner(TaskProcessor):
     """Per-token I-O-B tags, averaged over each word's sub-tokens, grouped into entities."""
 
     result_uses_text = True
-
-    def check_config(self, config: NerConfig, tokenizer):
-        pass  # label validity is checked when the config is parsed
 
     def process(self, config: NerConfig, tokenizer, prepared, rows):
         enc = prepared.encodings[0]
