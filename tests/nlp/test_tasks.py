@@ -82,6 +82,14 @@ def test_text_expansion_maps_each_input_token(models):
     assert result == {"predicted_value": {"[CLS]": 1.0, "[SEP]": 1.0, "words": 1.0, "are": 1.0}}
 
 
+def test_text_expansion_weights_print_as_floats():
+    from tmd.worker.nlp.tasks import float32_json
+
+    assert float32_json(float(torch.tensor(0.1, dtype=torch.float32))) == 0.1
+    assert float32_json(float(torch.tensor(1 / 3, dtype=torch.float32))) == 0.33333334
+    assert float32_json(2.0) == 2.0
+
+
 # --------------------------------------------------------------------------- ner
 
 

@@ -139,6 +139,12 @@ def test_unigram_families():
         assert "".join(enc.tokens[1:-1]).replace("▁", " ").strip() == "hello world"
 
 
+def test_bert_ja_segments_script_runs_before_wordpiece():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "東京", "に", "住", "##ん", "んで", "##います", "。"]
+    tok = NlpTokenizer(parse_tokenization({"bert_ja": {"with_special_tokens": False}}), {"vocabulary": vocab})
+    assert tokens(tok, "東京に住んでいます。") == ["東京", "に", "住", "んで", "##います", "。"]
+
+
 def test_missing_specials_are_reported():
     with pytest.raises(ElasticsearchError) as err:
         NlpTokenizer(parse_tokenization({"bert": {}}), {"vocabulary": ["[PAD]", "[UNK]", "words"]})

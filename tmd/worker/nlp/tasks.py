@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import struct
+
 import torch
 
 from tmd.api.errors import ElasticsearchError, IllegalArgument, StatusException
@@ -39,6 +41,20 @@ def to_rows(output: torch.Tensor) -> torch.Tensor:
     if out.dim() > 3:
         raise ElasticsearchError(f"Error in inference process: [unexpected output with {out.dim()} dimensions]")
     return out
+
+
+def float32_json(value: float) -> float:
+    """The shortest decimal that reads back as the same float32, as Java prints a `float`.
+
+    Text-expansion weights are floats in Elasticsearch, so 0.1 prints as 0.1, not as the
+    float64 expansion of the float32 nearest to it (0.10000000149011612).
+    """
+    exact = struct.pack("<f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == exact:
+            return candidate
+    return value
 
 
 def softmax(values: torch.Tensor) -> torch.Tensor:
@@ -92,7 +108,7 @@ class TextExpansion(TaskProcessor):
         vocab = tokenizer.vocab_list
         picked = [i for i in torch.nonzero(weights > 0).flatten().tolist() if i < len(vocab)]
         picked.sort(key=lambda i: -float(weights[i]))  # stable: ties keep vocabulary order
-        return {config.results_key: {vocab[i].replace(".", "__"): float(weights[i]) for i in picked}}
+        return {config.results_key: {vocab[i].replace(".", "__"): float32_json(float(weights[i])) for i in picked}}
 
 
 def _top_classes(labels: list[str], probs: torch.Tensor, limit: int) -> tuple[list[int], list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenizers import Regex
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -36,6 +37,8 @@ BERT_SPECIALS = Specials("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", ())
 MPNET_SPECIALS = Specials("<s>", "</s>", "<pad>", "[UNK]", "<mask>", ("</s>",))
 ROBERTA_SPECIALS = Specials("<s>", "</s>", "<pad>", "<unk>", "<mask>", ("</s>",))
 DEBERTA_SPECIALS = Specials("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", ())
+
+_JAPANESE_SCRIPT_RUNS = r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー]+|[^\p{Han}\p{Hiragana}\p{Katakana}ー]+"
 
 # Which of arg_1 (attention mask), arg_2 (token types), arg_3 (positions) each family passes (§8.3).
 EXTRA_ARGS = {
@@ -178,10 +181,10 @@ class NlpTokenizer:
         return [self._pair(a.head(keep_a), b.head(keep_b), True)]
 
     def decode_token(self, token_id: int) -> str:
-        """A vocabulary entry as text (byte-level BPE symbols decoded to characters)."""
+        """A vocabulary entry as text: byte-level BPE symbols and the Unigram word marker decoded."""
         token = self.vocab_list[token_id]
-        if self.kind == "roberta":
-            return self.hf.decoder.decode([token])
+        if self.kind in ("roberta", "xlm_roberta", "deberta_v2"):
+            return self.hf.decoder.decode([token]).strip()
         return token
 
     # ------------------------------------------------------------------ internal
@@ -241,9 +244,16 @@ def _build(tokenization: Tokenization, vocab: dict[str, int], vocabulary: dict[s
         specials = MPNET_SPECIALS if kind == "mpnet" else BERT_SPECIALS
         hf = HFTokenizer(models.WordPiece(vocab=vocab, unk_token=specials.unk, max_input_chars_per_word=100))
         # strip_accents=None follows lowercase, as Elasticsearch's BasicTokenizer does
-        hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                   lowercase=tokenization.do_lower_case)
-        hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=kind != "bert_ja",
+                                                   strip_accents=None, lowercase=tokenization.do_lower_case)
+        if kind == "bert_ja":
+            # Elasticsearch segments Japanese words with a morphological analyser (kuromoji); HF
+            # tokenizers has none, so words are approximated by runs of one script (kanji,
+            # hiragana, katakana, other) before WordPiece.
+            hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
+                                                        pre_tokenizers.Split(Regex(_JAPANESE_SCRIPT_RUNS), "isolated")])
+        else:
+            hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         hf.decoder = decoders.WordPiece()
     elif kind == "roberta":
         specials = ROBERTA_SPECIALS
