@@ -90,7 +90,7 @@ def test_wrong_task_override(simple):
     pipeline = load_pipeline(simple.config, simple.vocabulary)
     with pytest.raises(ElasticsearchError) as err:
         pipeline.prepare({"input": "words"}, {"ner": {}})
-    assert err.value.status == 400
+    assert (err.value.status, err.value.type) == (403, "status_exception")
     assert err.value.reason == ("Trained model [test_model] is configured for task [pass_through] "
                                 "but called with task [ner]")
 

@@ -179,7 +179,7 @@ def test_task_defaults():
 def test_override_wrong_task():
     config = parse_inference_config({"pass_through": {}})
     err = error_of(apply_inference_update, "test_model", config, {"ner": {}})
-    assert (err.status, err.type) == (400, "status_exception")
+    assert (err.status, err.type) == (403, "status_exception")
     assert err.reason == "Trained model [test_model] is configured for task [pass_through] but called with task [ner]"
 
 

@@ -397,8 +397,9 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if task not in TASK_CONFIGS:
         raise ParseError(f"Unknown inference config type [{task}]")
     if task != config.task:
-        raise bad_request(f"Trained model [{model_id}] is configured for task [{config.task}] "
-                              f"but called with task [{task}]")
+        # TrainedModelDeploymentTask.infer answers this with 403 FORBIDDEN
+        raise StatusException(f"Trained model [{model_id}] is configured for task [{config.task}] "
+                              f"but called with task [{task}]", 403)
     options = options or {}
     if not isinstance(options, dict):
         raise ParseError(f"[{task}] must be an object")

@@ -129,9 +129,7 @@ class NlpTokenizer:
             return [self._single(piece, False)]
         if truncate == "none":
             if span == -1:
-                raise StatusException(
-                    f"Input too large. The tokenized input length [{len(piece)}] exceeds the maximum sequence "
-                    f"length [{tok.max_sequence_length}]", 400)
+                raise input_too_large(len(piece) + self.special_count(False), tok.max_sequence_length)
             return [self._single(piece.window(s, e), False) for s, e in windows(len(piece), max(room, 1), span)]
         return [self._single(piece.head(max(room, 0)), True)]
 
@@ -141,17 +139,16 @@ class NlpTokenizer:
         tok = self.tokenization
         truncate = truncate or tok.truncate
         span = tok.span if span is None else span
+        if not tok.with_special_tokens:
+            raise IllegalArgument("Unable to do sequence pair tokenization without special tokens")
         a = first_piece if first_piece is not None else self.tokenize(first)
         b = self.tokenize(second)
         room = tok.max_sequence_length - self.special_count(True)
         if len(a) + len(b) <= room:
             return [self._pair(a, b, False)]
-        total = len(a) + len(b)
         if truncate == "none":
             if span == -1:
-                raise StatusException(
-                    f"Input too large. The tokenized input length [{total}] exceeds the maximum sequence "
-                    f"length [{tok.max_sequence_length}]", 400)
+                raise input_too_large(len(a) + len(b) + self.special_count(True), tok.max_sequence_length)
             second_room = room - len(a)
             if second_room <= 0:
                 raise StatusException(
@@ -159,21 +156,14 @@ class NlpTokenizer:
                     f"the max sequence length [{tok.max_sequence_length}]", 400)
             return [self._pair(a, b.window(s, e), False) for s, e in windows(len(b), second_room, min(span, second_room))]
         if truncate == "first":
-            keep = room - len(b)
-            if keep < 0:
-                raise StatusException(
-                    f"Attempting truncation [first] but input is too large for the first sequence. The tokenized "
-                    f"input length [{total}] exceeds the maximum sequence length [{tok.max_sequence_length}], "
-                    "when taking special tokens into account", 400)
-            return [self._pair(a.head(keep), b, True)]
+            # only the first sequence may shrink: the second must fit on its own
+            if len(b) > room:
+                raise _truncation_impossible("first", "second", len(b), room)
+            return [self._pair(a.head(room - len(b)), b, True)]
         if truncate == "second":
-            keep = room - len(a)
-            if keep < 0:
-                raise StatusException(
-                    f"Attempting truncation [second] but input is too large for the second sequence. The tokenized "
-                    f"input length [{total}] exceeds the maximum sequence length [{tok.max_sequence_length}], "
-                    "when taking special tokens into account", 400)
-            return [self._pair(a, b.head(keep), True)]
+            if len(a) > room:
+                raise _truncation_impossible("second", "first", len(a), room)
+            return [self._pair(a, b.head(room - len(a)), True)]
         # balanced: each sequence keeps up to half the room; a short one leaves the rest to the other
         half = max(room, 0) // 2
         keep_a = min(len(a), max(half, room - len(b)))
@@ -219,6 +209,19 @@ class NlpTokenizer:
             [-1, *a.word_ids, *([-1] * len(middle)), *b.word_ids, -1],
             truncated,
         )
+
+
+def input_too_large(length: int, maximum: int) -> StatusException:
+    """The 400 for `truncate: none`; the length counts the special tokens, as Elasticsearch's does."""
+    return StatusException(f"Input too large. The tokenized input length [{length}] exceeds the maximum sequence "
+                           f"length [{maximum}]", 400)
+
+
+def _truncation_impossible(truncate: str, other: str, length: int, room: int) -> StatusException:
+    return StatusException(
+        f"Attempting truncation [{truncate}] but input is too large for the {other} sequence. The tokenized input "
+        f"length [{length}] exceeds the maximum sequence length [{room}], when taking special tokens into account",
+        400)
 
 
 def windows(length: int, size: int, span: int) -> list[tuple[int, int]]:
