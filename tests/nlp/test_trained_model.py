@@ -121,6 +121,14 @@ def test_stored_config_tolerates_server_fields():
         "[trained_model_config] unknown field [bogus]"
 
 
+def test_vocabulary_location_kept_from_stored_configs_but_refused_at_creation():
+    stored = put({"ner": {}}).to_es()
+    stored["inference_config"]["ner"]["vocabulary"] = {"index": ".ml-inference-native-000002"}
+    assert parse_trained_model_config(stored, for_creation=False).to_es() == stored
+    err = error_of(parse_trained_model_config, stored)
+    assert (err.status, err.reason) == (400, "illegal setting [vocabulary] on inference model creation")
+
+
 def test_mask_token_rule_both_ways():
     assert put({"fill_mask": {"tokenization": {"bert": {"with_special_tokens": False}}}}).to_es()[
         "inference_config"]["fill_mask"]["mask_token"] == "[MASK]"

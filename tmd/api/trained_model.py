@@ -178,6 +178,8 @@ class NlpConfig(_Strict):
 
     tokenization: TokenizationField = Field(default_factory=BertTokenization)
     results_field: str | None = None
+    # where Elasticsearch keeps the vocabulary ({"index": ...}); present in stored configs, refused at creation
+    vocabulary: dict[str, Any] | None = None
 
     @property
     def results_key(self) -> str:
@@ -544,6 +546,11 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
         messages.append(f"[model_type] must be [pytorch]; tmd serves only pytorch models, got [{body.get('model_type')}]")
     if messages:
         raise ValidationFailed(messages)
+    inference_config = body.get("inference_config")
+    if for_creation and isinstance(inference_config, dict):
+        for options in inference_config.values():
+            if isinstance(options, dict) and "vocabulary" in options:
+                raise bad_request("illegal setting [vocabulary] on inference model creation")
     return _validate(TrainedModelConfig, body, "trained_model_config")
 
 

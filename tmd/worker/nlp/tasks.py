@@ -13,7 +13,7 @@ import struct
 
 import torch
 
-from tmd.api.errors import ElasticsearchError, IllegalArgument, StatusException
+from tmd.api.errors import ElasticsearchError, IllegalArgument, StatusException, ValidationFailed
 from tmd.api.trained_model import (
     FillMaskConfig,
     NerConfig,
@@ -189,12 +189,15 @@ class FillMask(TaskProcessor):
             raise IllegalArgument(f"vocabulary is missing the mask token [{tokenizer.mask_token}]")
 
     def encode(self, config, tokenizer, text):
+        # FillMaskProcessor.validateInputs: a missing mask is a validation error, a second one a bad request
         mask = tokenizer.mask_token
         first = text.find(mask)
         if first < 0:
-            raise IllegalArgument(f"no {mask} token could be found in the input")
+            error = ValidationFailed([f"no {mask} token could be found in the input"])
+            error.type = "validation_exception"
+            raise error
         if text.find(mask, first + len(mask)) > 0:
-            raise IllegalArgument(f"only one {mask} token should exist in the input")
+            raise bad_request(f"only one {mask} token should exist in the input")
         return super().encode(config, tokenizer, text)
 
     def process(self, config: FillMaskConfig, tokenizer, prepared, rows):
