@@ -305,18 +305,26 @@ class QuestionAnswering(TaskProcessor):
         k = max(config.num_top_classes, 1)
         candidates: list[tuple[float, int, int, int]] = []
         for span_index, enc in enumerate(prepared.encodings):
-            allowed = torch.tensor([i == 0 or enc.sequence_ids[i] == 1 for i in range(len(enc.ids))])
             n = len(enc.ids)
+            in_context = torch.tensor([sid == 1 for sid in enc.sequence_ids])
+            # the softmax runs over [CLS] and the context (QuestionAnsweringProcessor.topScores), then
+            # [CLS] is dropped as an answer position
+            allowed = in_context.clone()
+            allowed[0] = True
             s = _masked_softmax(starts[span_index][:n], allowed)
             e = _masked_softmax(ends[span_index][:n], allowed)
             s[0] = e[0] = 0.0
-            in_context = [enc.sequence_ids[i] == 1 for i in range(n)]
-            for i in range(n):
-                if not in_context[i]:
-                    continue
-                for j in range(i, min(i + config.max_answer_length, n)):
-                    if in_context[j]:
-                        candidates.append((float(s[i] * e[j]), span_index, i, j))
+            # scores[i, d] = s[i] · e[i + d] for answer lengths d < max_answer_length: a band, not n × n
+            width = config.max_answer_length
+            e_band = torch.cat([e, torch.zeros(width, dtype=e.dtype)]).unfold(0, width, 1)[:n]
+            ctx_band = torch.cat([in_context, torch.zeros(width, dtype=torch.bool)]).unfold(0, width, 1)[:n]
+            valid = in_context.unsqueeze(1) & ctx_band
+            scores = torch.where(valid, s.unsqueeze(1) * e_band, torch.tensor(-1.0, dtype=s.dtype))
+            best = torch.topk(scores.flatten(), min(k, scores.numel()))
+            for score, flat in zip(best.values.tolist(), best.indices.tolist()):
+                if score >= 0:
+                    start = flat // width
+                    candidates.append((score, span_index, start, start + flat % width))
         if not candidates:
             return _qa_result(config, "", 0, 0, 0.0, [])
         candidates.sort(key=lambda c: -c[0])
