@@ -7,9 +7,8 @@ Elasticsearch returns for that task.
 
 from __future__ import annotations
 
-from typing import Any
-
 import struct
+from typing import Any
 
 import torch
 
@@ -73,11 +72,12 @@ class TaskProcessor:
     def check_request(self, config: NlpConfig) -> None:
         """Checks of the effective (stored + request override) config before tokenizing."""
 
-    def encode(self, config: NlpConfig, tokenizer: NlpTokenizer, text: str) -> tuple[list[Encoding], dict[str, Any]]:
+    def encode(self, config: NlpConfig, tokenizer: NlpTokenizer, text: str) -> list[Encoding]:
+        """The rows of the model's batch for this document."""
         # Tasks that read one result per document keep only the first window of a spanned
         # input, as Elasticsearch's processors read only the first (`TODO only the first entry`).
         tok = config.tokenization
-        return tokenizer.encode(text, truncate=tok.truncate, span=tok.span)[:1], {}
+        return tokenizer.encode(text, truncate=tok.truncate, span=tok.span)[:1]
 
     def process(self, config: NlpConfig, tokenizer: NlpTokenizer, prepared: Any, rows: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
@@ -159,7 +159,7 @@ class ZeroShotClassification(TaskProcessor):
             hypothesis = config.hypothesis_template.replace("{}", label, 1)
             encodings += tokenizer.encode_pair(text, hypothesis, truncate=config.tokenization.truncate, span=-1,
                                                first_piece=premise)
-        return encodings, {}
+        return encodings
 
     def process(self, config: ZeroShotClassificationConfig, tokenizer, prepared, rows):
         labels = list(config.labels or [])
@@ -297,7 +297,7 @@ class QuestionAnswering(TaskProcessor):
 
     def encode(self, config: QuestionAnsweringConfig, tokenizer, text):
         tok = config.tokenization
-        return tokenizer.encode_pair(config.question or "", text, truncate=tok.truncate, span=tok.span), {}
+        return tokenizer.encode_pair(config.question or "", text, truncate=tok.truncate, span=tok.span)
 
     def process(self, config: QuestionAnsweringConfig, tokenizer, prepared, rows):
         spans = len(prepared.encodings)
@@ -372,7 +372,7 @@ class TextSimilarity(TaskProcessor):
 
     def encode(self, config: TextSimilarityConfig, tokenizer, text):
         tok = config.tokenization
-        return tokenizer.encode_pair(config.text or "", text, truncate=tok.truncate, span=tok.span), {}
+        return tokenizer.encode_pair(config.text or "", text, truncate=tok.truncate, span=tok.span)
 
     def process(self, config: TextSimilarityConfig, tokenizer, prepared, rows):
         scores = rows[0][: len(prepared.encodings), 0]

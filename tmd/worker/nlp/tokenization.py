@@ -9,7 +9,7 @@ policy, and the reported length counts the tokens *without* specials.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tokenizers import Regex
@@ -60,7 +60,6 @@ class Encoding:
     sequence_ids: list[int]
     word_ids: list[int]
     is_truncated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
