@@ -4,7 +4,8 @@ HF `tokenizers` does the text → sub-word work (normalisation, pre-tokenisation
 byte-level BPE / Unigram) from the model's vocabulary. Special tokens and truncation are
 added here instead of through HF's post-processor and truncation, because Elasticsearch's
 rules differ: `truncate: none` is an error with its own text, `balanced` is its own
-policy, and the reported length counts the tokens *without* specials.
+policy, `first`/`second` refuse when the other sequence alone is too long, and `span`
+splits a long input into overlapping windows.
 """
 
 from __future__ import annotations
@@ -89,9 +90,8 @@ class NlpTokenizer:
         self.tokenization = tokenization
         self.kind = tokenization.kind
         self.vocab_list: list[str] = list(vocab_list)
-        self.vocab: dict[str, int] = {}
-        for i, token in enumerate(self.vocab_list):
-            self.vocab.setdefault(token, i)
+        # a token listed twice maps to its last position, as in Elasticsearch's sorted vocabulary map
+        self.vocab: dict[str, int] = {token: i for i, token in enumerate(self.vocab_list)}
         self.specials, self.hf = _build(tokenization, self.vocab, vocabulary)
         required = [self.specials.pad, self.specials.unk]
         if tokenization.with_special_tokens:
@@ -195,10 +195,7 @@ class NlpTokenizer:
         )
 
     def _pair(self, a: _Piece, b: _Piece, truncated: bool) -> Encoding:
-        if not self.tokenization.with_special_tokens:
-            return Encoding([*a.ids, *b.ids], [*a.tokens, *b.tokens], [*a.offsets, *b.offsets],
-                            [0] * len(a) + [1] * len(b), [*a.word_ids, *b.word_ids], truncated)
-        s = self.specials
+        s = self.specials  # pairs always carry special tokens (encode_pair refuses otherwise)
         middle = [s.sep, *s.pair_separator]
         return Encoding(
             [self._id(s.cls), *a.ids, *[self._id(t) for t in middle], *b.ids, self._id(s.sep)],
