@@ -113,6 +113,14 @@ def test_invalid_model_id_and_tags():
     assert err.messages[1].startswith("Invalid tags [Bad Tag]; must only can contain lowercase alphanumeric")
 
 
+def test_input_field_names_checks():
+    err = error_of(put, {"ner": {}}, input={"field_names": []})
+    assert err.messages == ["[input.field_names] must not be empty"]
+    err = error_of(put, {"ner": {}}, input={"field_names": ["a..b"]})
+    assert err.messages == ["[input.field_names] must only contain valid dot delimited field names"]
+    assert put({"ner": {}}, input={"field_names": ["body.text", "other"]}).input_field == "body.text"
+
+
 def test_stored_config_tolerates_server_fields():
     stored = {**put({"pass_through": {}}).to_es(), "created_by": "api_user", "create_time": 1, "version": "12.0.0",
               "license_level": "platinum", "model_size_bytes": 1630}

@@ -531,8 +531,11 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
         if mid in tags:
             messages.append("none of the tags must equal the model_id")
     field_names = (body.get("input") or {}).get("field_names") if isinstance(body.get("input"), dict) else None
-    if field_names is not None and (not isinstance(field_names, list) or len(field_names) != 1):
-        messages.append("[input.field_names] must contain exactly one field")
+    if isinstance(field_names, list):  # InferenceConfig.validateTrainedModelInput; the first field is the input
+        if not field_names:
+            messages.append("[input.field_names] must not be empty")
+        if any(isinstance(f, str) and "." in f and "" in f.split(".") for f in field_names):
+            messages.append("[input.field_names] must only contain valid dot delimited field names")
     if for_creation:
         for name in ILLEGAL_AT_CREATION:
             if body.get(name) is not None:
