@@ -281,3 +281,33 @@ def question_answering(model_id: str = "tiny_qa", *, tokenization: str = "bert",
     config = _config(model_id, "question_answering", options or {}, tokenization, tokenization_options)
     model = TypedSpanQa(question_types, starts, ends, index[_specials(tokenization)[1]])
     return TinyModel(torch.jit.script(model), config, vocabulary_body(vocab))
+
+
+# --------------------------------------------------------------------------- text similarity
+
+
+class TopicCrossEncoder(nn.Module):
+    """A relevance score per row, [batch, 1]: the topic cosine of query and passage, scaled to ±5."""
+
+    def __init__(self, topics: Tensor, sep_id: int) -> None:
+        super().__init__()
+        self.nli = TopicNli(topics, sep_id)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Optional[Tensor] = None,
+                position_ids: Optional[Tensor] = None) -> Tensor:
+        entail = self.nli(input_ids, attention_mask, token_type_ids, position_ids)[:, :1]  # 8·sim − 4
+        return entail * 1.25
+
+
+def text_similarity(model_id: str = "tiny_cross_encoder", *, tokenization: str = "bert",
+                    tokenization_options: dict[str, Any] | None = None) -> TinyModel:
+    """Scores how well a passage matches the query text by topic (sports, politics, food, technology)."""
+    vocab = _vocab_for(tokenization)
+    index = _index(vocab)
+    topics = torch.zeros((len(vocab), len(TOPICS)))
+    for k, words in enumerate(TOPICS.values()):
+        for w in words:
+            topics[index[w], k] = 1.0
+    config = _config(model_id, "text_similarity", {}, tokenization, tokenization_options)
+    model = TopicCrossEncoder(topics, index[_specials(tokenization)[1]])
+    return TinyModel(torch.jit.script(model), config, vocabulary_body(vocab))
