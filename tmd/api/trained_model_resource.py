@@ -11,18 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class ModelInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    field_names: list[str] = Field(default_factory=lambda: ["input"])
-
-
-class PrefixStrings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    search: str | None = None
-    ingest: str | None = None
+from tmd.api.trained_model import PrefixStrings, TrainedModelInput
 
 
 class Location(BaseModel):
@@ -41,7 +30,7 @@ class TrainedModelSpec(BaseModel):
     model_id: str = Field(min_length=1)
     model_type: str = "pytorch"
     inference_config: dict[str, Any] = Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    input: ModelInput = Field(default_factory=ModelInput)
+    input: TrainedModelInput = Field(default_factory=TrainedModelInput)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
