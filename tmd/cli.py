@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
     "operator": ("tmd.operator.main", "run the operator that places and runs deployments"),
+    "up": ("tmd.up", "run everything on this machine: control plane, operator, Elasticsearch-compatible API, demo"),
+    "status": ("tmd.status", "show deployments, routing tables and per-node throughput"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }
 
