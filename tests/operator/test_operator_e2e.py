@@ -191,8 +191,8 @@ def test_a_killed_worker_fails_its_route_then_is_restarted(operator, kube, model
 
 def test_low_priority_yields_to_normal_priority(operator, kube, model, tmp_path_factory):
     big = super_simple("big_model")
-    # 3.8 GiB per node: with the low priority worker (240 MB) no 4 GiB node has room for both
-    big.config["metadata"] = {"per_deployment_memory_bytes": int(3.8 * (1 << 30))}
+    # 3.5 GiB per node (+ the worker runtime): with the low priority worker no 4 GiB node holds both
+    big.config["metadata"] = {"per_deployment_memory_bytes": int(3.5 * (1 << 30))}
     model_dir = write_model_dir(tmp_path_factory.mktemp("models") / "big_model", model=big.model,
                                 config=big.config, vocabulary=big.vocabulary)
     resource = trained_model_resource(model_dir)

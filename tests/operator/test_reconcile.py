@@ -157,3 +157,20 @@ def test_model_status_follows_its_definition():
                                                   "observedGeneration": None}
     result = run([], [model()], [node("node-1")])
     assert result.model_statuses[("default", "test-model")]["fully_defined"] is True
+
+
+def test_worker_pods_request_the_estimate_plus_the_python_runtime():
+    from tmd.api.memory import required_native_memory_bytes
+    from tmd.operator.reconcile import WORKER_RUNTIME_OVERHEAD_BYTES
+
+    pod = creates(run([deployment()], [model(size=1630)], [node("node-1")]))[0]
+    expected = required_native_memory_bytes("test_model", 1630, cache_size_bytes=1630) + WORKER_RUNTIME_OVERHEAD_BYTES
+    memory = pod["spec"]["containers"][0]["resources"]["requests"]["memory"]
+    assert memory == f"{-(-expected // (1 << 20))}Mi"
+
+
+def test_nodes_without_memory_for_the_worker_get_nothing():
+    # 300Mi of allocatable memory cannot hold 240 MB + the worker runtime
+    result = run([deployment()], [model()], [node("node-1", memory="300Mi")])
+    assert creates(result) == []
+    assert "insufficient available memory" in status_of(result)["reason"]
