@@ -103,8 +103,9 @@ def infer(pod: dict[str, Any], text: str, port: int = 8080) -> httpx.Response:
     return httpx.post(f"http://{pod['status']['podIP']}:{port}/infer", json={"docs": [{"input": text}]}, timeout=30)
 
 
-def worker_pid(pod_ip: str) -> int | None:
-    """The pid of the worker process serving on `pod_ip` (it got POD_IP from the kubelet)."""
+def worker_pid(pod_ip: str, deployment_id: str) -> int | None:
+    """The pid of `deployment_id`'s worker process serving on `pod_ip` (the kubelet gave it POD_IP;
+    pod IPs are reused, so the deployment id tells a new pod's process from a finished one's)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,6 +116,6 @@ def worker_pid(pod_ip: str) -> int | None:
             environ = (entry / "environ").read_bytes().split(b"\x00")
         except OSError:
             continue
-        if f"POD_IP={pod_ip}".encode() in environ:
+        if f"POD_IP={pod_ip}".encode() in environ and f"TMD_DEPLOYMENT_ID={deployment_id}".encode() in environ:
             return int(entry.name)
     return None

@@ -30,6 +30,8 @@ def operator(localkube, kube, tmp_path_factory):
     proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log").start()
     yield proc
     assert proc.stop() == 0, proc.output()[-3000:]
+    errors = [line for line in proc.output().splitlines() if " ERROR " in line or "Traceback" in line]
+    assert not errors, "\n".join(errors[:20])
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +178,7 @@ def test_a_killed_worker_fails_its_route_then_is_restarted(operator, kube, model
 
     observer = threading.Thread(target=observe, daemon=True)
     observer.start()
-    pid = wait_for(lambda: worker_pid(pod["status"]["podIP"]), what="worker pid")
+    pid = wait_for(lambda: worker_pid(pod["status"]["podIP"], "killed"), what="worker pid")
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: "failed" in seen, timeout=60, what="route failed")
     wait_for(lambda: seen and seen[-1] == "started" and status_of(kube, name)["routing_table"][
