@@ -51,9 +51,10 @@ def apply(kubectl: Callable[..., Any], *objects: dict[str, Any]) -> None:
 class OperatorProcess:
     """`tmd operator` as a subprocess, with workers started as `python -m tmd worker` by the kubelet."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "OperatorProcess":
@@ -64,10 +65,15 @@ class OperatorProcess:
             "TMD_WORKER_COMMAND": f"{sys.executable} -m tmd worker",
             "TMD_WORKER_ENV": json.dumps({"PYTHONPATH": str(REPO), "TMD_WORK_DIR": str(self.log_path.parent)}),
             "TMD_RESYNC_SECONDS": "3",
+            **self.extra_env,
         }
         self.log = self.log_path.open("ab")
+        offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen([sys.executable, "-m", "tmd", "operator"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
+        # Until kopf has installed its signal handlers, a SIGTERM would kill the process outright.
+        wait_for(lambda: "Initial authentication has finished" in self.log_path.read_text(errors="replace")[offset:]
+                 or self.proc.poll() is not None, timeout=60, interval=0.1, what="operator started")
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -152,6 +153,35 @@ def test_changing_allocations_reaches_the_running_worker_without_failed_requests
             kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
 
 
+def test_without_in_place_resize_a_surge_replacement_changes_allocations(operator, kube, model, localkube, tmp_path):
+    operator.stop()
+    surging = OperatorProcess(localkube.kubeconfig, tmp_path / "surge.log", {"TMD_INPLACE_RESIZE": "false"}).start()
+    others = localkube.node_names[1:]
+    for node in others:
+        kube("label", "node", node, "ml.tmd.dev/ml-node-")
+    try:
+        apply(kube, deployment_resource(model, "surged", number_of_allocations=1))
+        name = resource_name("surged")
+        wait_ready(kube, name)
+        [before] = worker_pods(kube, name)
+        kube("patch", "tmd", name, "--type", "merge", "-p", json.dumps({"spec": {"number_of_allocations": 2}}))
+        [after] = wait_for(lambda: (pods := [p for p in worker_pods(kube, name)
+                                             if p["metadata"]["uid"] != before["metadata"]["uid"]])
+                           and len(worker_pods(kube, name)) == 1 and pods, timeout=120, what="replacement only")
+        assert after["metadata"]["annotations"]["ml.tmd.dev/replaces"] == before["metadata"]["name"]
+        assert after["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "2"
+        wait_ready(kube, name)
+        route = status_of(kube, name)["routing_table"][after["spec"]["nodeName"]]
+        assert (route["current_allocations"], route["target_allocations"]) == (2, 2)
+        delete_and_wait_gone(kube, name)
+    finally:
+        for node in others:
+            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
+        assert surging.stop() == 0
+        assert "Traceback" not in surging.output()
+        operator.start()
+
+
 def test_a_killed_worker_fails_its_route_then_is_restarted(operator, kube, model, k8s_client):
     import os
     import signal
@@ -226,9 +256,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(operator, ku
         name = resource_name("restarted")
         for delay in (0.2, 0.5):
             second = OperatorProcess(localkube.kubeconfig, tmp_path / f"op-{delay}.log").start()
-            import time
-
-            time.sleep(delay)
+            time.sleep(delay)  # into its first passes
             second.stop(signal.SIGKILL)
         operator.start()
         wait_ready(kube, name)

@@ -174,3 +174,40 @@ def test_nodes_without_memory_for_the_worker_get_nothing():
     result = run([deployment()], [model()], [node("node-1", memory="300Mi")])
     assert creates(result) == []
     assert "insufficient available memory" in status_of(result)["reason"]
+
+
+def test_without_in_place_resize_allocation_changes_surge_a_replacement():
+    nodes = [node("node-1", cpu="4")]
+
+    def step(pods, allocations, status):
+        return reconcile(ClusterState([deployment(allocations=2, status=status, generation=2)], [model()], nodes,
+                                      pods, allocations, inplace_resize=False), CONFIG, NOW)
+
+    first = run([deployment(allocations=1)], [model()], nodes)
+    old = running(creates(first)[0], ip="127.0.0.2")
+    started = status_of(run([deployment(allocations=1, status=status_of(first))], [model()], nodes, [old],
+                            {pod_key(old): 1}))
+
+    surge = step([old], {pod_key(old): 1}, started)
+    [change] = surge.pod_changes
+    assert change.action == "replace"
+    new = change.pod
+    assert new["metadata"]["name"] != old["metadata"]["name"]
+    assert new["metadata"]["annotations"]["ml.tmd.dev/replaces"] == old["metadata"]["name"]
+    assert new["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "2"
+    route = status_of(surge)["routing_table"]["node-1"]
+    assert (route["routing_state"], route["current_allocations"], route["target_allocations"]) == ("started", 1, 2)
+
+    new_starting = running(new, ready=False, ip="127.0.0.3")
+    new_starting["metadata"]["creationTimestamp"] = "2026-11-22T00:00:09Z"
+    assert step([old, new_starting], {pod_key(old): 1}, status_of(surge)).pod_changes == []  # old serves meanwhile
+
+    new_ready = running(new, ip="127.0.0.3")
+    new_ready["metadata"]["creationTimestamp"] = "2026-11-22T00:00:09Z"
+    swap = step([old, new_ready], {pod_key(old): 1, pod_key(new_ready): 2}, status_of(surge))
+    assert [(c.action, c.pod["metadata"]["name"]) for c in swap.pod_changes] == [("delete", old["metadata"]["name"])]
+
+    done = step([new_ready], {pod_key(new_ready): 2}, status_of(swap))
+    assert done.pod_changes == []
+    route = status_of(done)["routing_table"]["node-1"]
+    assert (route["routing_state"], route["current_allocations"], route["target_allocations"]) == ("started", 2, 2)

@@ -38,6 +38,7 @@ class Actuator:
         self.kube = kube
         self.config = config
         self.http = http or httpx.AsyncClient(timeout=5.0)
+        self.inplace_resize: bool | None = None
 
     def _worker_url(self, pod: Mapping[str, Any], path: str) -> str:
         return f"http://{pod['status']['podIP']}:{self.config.worker_port}{path}"
@@ -63,7 +64,12 @@ class Actuator:
         deployments, models, nodes, pods = await asyncio.gather(
             asyncio.to_thread(self.kube.list_deployments), asyncio.to_thread(self.kube.list_models),
             asyncio.to_thread(self.kube.list_nodes), asyncio.to_thread(self.kube.list_pods))
-        return ClusterState(deployments, models, nodes, pods, await self.worker_allocations(pods))
+        if self.inplace_resize is None:
+            self.inplace_resize = (self.config.inplace_resize if self.config.inplace_resize is not None
+                                   else await asyncio.to_thread(self.kube.supports_pod_resize))
+            log.info("in-place pod resize %s", "available" if self.inplace_resize else
+                     "unavailable: allocation changes use surge replacements")
+        return ClusterState(deployments, models, nodes, pods, await self.worker_allocations(pods), self.inplace_resize)
 
     async def run_once(self) -> Reconciliation:
         state = await self.read()
@@ -93,7 +99,7 @@ class Actuator:
         meta = change.pod["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         try:
-            if change.action == "create":
+            if change.action in ("create", "replace"):
                 log.info("creating worker pod %s/%s on %s with %d allocations", namespace, name,
                          change.pod["spec"]["nodeName"], change.allocations)
                 await asyncio.to_thread(self.kube.create_pod, dict(change.pod))

@@ -27,6 +27,8 @@ class OperatorConfig:
     normal_priority_class: str | None = None
     # Seconds between forced full reconciles, on top of the event-driven ones.
     resync_seconds: float = 30.0
+    # In-place pod resize for allocation changes: None = use it when the API server offers it.
+    inplace_resize: bool | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "OperatorConfig":
@@ -46,6 +48,8 @@ class OperatorConfig:
             kwargs["worker_env"] = json.loads(env["TMD_WORKER_ENV"])
         if "TMD_LOW_PRIORITY_CLASS" in env:
             kwargs["low_priority_class"] = env["TMD_LOW_PRIORITY_CLASS"]
+        if env.get("TMD_INPLACE_RESIZE", "auto").lower() in ("true", "false"):
+            kwargs["inplace_resize"] = env["TMD_INPLACE_RESIZE"].lower() == "true"
         if "TMD_RESYNC_SECONDS" in env:
             kwargs["resync_seconds"] = float(env["TMD_RESYNC_SECONDS"])
         return cls(**kwargs)

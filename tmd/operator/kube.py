@@ -57,6 +57,11 @@ class Kube:
             return err.status == 409
         return True
 
+    def supports_pod_resize(self) -> bool:
+        """Whether discovery lists the pods/resize subresource (Kubernetes 1.33+)."""
+        resources = json.loads(self.core.get_api_resources(_preload_content=False).data)["resources"]
+        return any(r["name"] == "pods/resize" for r in resources)
+
     def create_pod(self, pod: dict[str, Any]) -> None:
         try:
             self.core.create_namespaced_pod(pod["metadata"]["namespace"], client.V1Pod.from_dict(pod),

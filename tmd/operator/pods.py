@@ -20,6 +20,7 @@ WORKER_ROLE = "worker"
 CONTAINER = "worker"
 ANNOTATION_DEPLOYMENT_ID = "ml.tmd.dev/deployment-id"
 ANNOTATION_ALLOCATIONS = "ml.tmd.dev/allocations"
+ANNOTATION_REPLACES = "ml.tmd.dev/replaces"  # on a surge replacement: the worker pod it replaces
 LOW_PRIORITY_CPU = "100m"
 _MAX_NAME = 63  # pod names end up in hostnames and labels: keep them DNS labels
 
@@ -38,7 +39,7 @@ def memory_quantity(n_bytes: int) -> str:
 
 
 def worker_pod(deployment: Mapping[str, Any], spec: DeploymentSpec, model: Mapping[str, Any], node: str,
-               allocations: int, memory_bytes: int, config: OperatorConfig) -> dict[str, Any]:
+               allocations: int, memory_bytes: int, config: OperatorConfig, *, name: str | None = None) -> dict[str, Any]:
     """The pod that serves `allocations` allocations of `deployment` on `node`."""
     meta = deployment["metadata"]
     model_spec = model.get("spec", {})
@@ -72,7 +73,7 @@ def worker_pod(deployment: Mapping[str, Any], spec: DeploymentSpec, model: Mappi
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(meta["name"], node),
+            "name": name or pod_name(meta["name"], node),
             "namespace": meta["namespace"],
             "labels": {
                 LABEL_ROLE: WORKER_ROLE,

@@ -29,7 +29,7 @@ from tmd.operator.assignment import (Route, allocation_status, assignment_state,
 from tmd.operator.capacity import ml_nodes_from_kubernetes
 from tmd.operator.config import OperatorConfig
 from tmd.operator.planner import DeploymentDemand, plan
-from tmd.operator.pods import ANNOTATION_ALLOCATIONS, WORKER_ROLE, worker_pod
+from tmd.operator.pods import ANNOTATION_ALLOCATIONS, ANNOTATION_REPLACES, WORKER_ROLE, pod_name, worker_pod
 from tmd.operator.routes import route_of_pod
 from tmd.api.status import RoutingState
 
@@ -50,11 +50,14 @@ class ClusterState:
     nodes: Sequence[Object]
     pods: Sequence[Object]
     worker_allocations: Mapping[str, int] = field(default_factory=dict)
+    # Whether the API server resizes pods in place (pods/resize); without it allocation changes
+    # go through a surge replacement.
+    inplace_resize: bool = True
 
 
 @dataclass(frozen=True)
 class PodChange:
-    action: Literal["create", "delete", "set_allocations", "force_delete"]
+    action: Literal["create", "delete", "set_allocations", "force_delete", "replace"]
     pod: Object
     allocations: int = 0
     memory_bytes: int = 0
@@ -160,6 +163,28 @@ def resolve_deployments(deployments: Sequence[Object], models: Sequence[Object])
     return out
 
 
+@dataclass(frozen=True)
+class _NodeWorkers:
+    """The worker pods of one deployment on one node: the one serving the route, a surge
+    replacement being started for it, and anything else (duplicates, to delete)."""
+
+    primary: Object
+    replacement: Object | None = None
+    extras: tuple[Object, ...] = ()
+
+
+def _group(pods: Sequence[Object]) -> _NodeWorkers:
+    ordered = sorted(pods, key=_created)
+    names = {p["metadata"]["name"] for p in ordered}
+    replaces = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(ANNOTATION_REPLACES) for p in ordered}
+    originals = [p for p in ordered if replaces[p["metadata"]["name"]] not in names]
+    primary = originals[0] if originals else ordered[0]
+    candidates = [p for p in ordered if replaces[p["metadata"]["name"]] == primary["metadata"]["name"]]
+    replacement = candidates[-1] if candidates else None
+    extras = tuple(p for p in ordered if p is not primary and p is not replacement)
+    return _NodeWorkers(primary, replacement, extras)
+
+
 def _overlay(table: Mapping[str, Route], pods_by_node: Mapping[str, Object],
              worker_allocations: Mapping[str, int]) -> dict[str, Route]:
     """The routing table brought up to date with what the worker pods say: a pod's state is the
@@ -202,15 +227,14 @@ def reconcile(state: ClusterState, config: OperatorConfig, now: dt.datetime) -> 
 
     resolved = resolve_deployments(state.deployments, state.models)
     tables: dict[tuple[str, str], dict[str, Route]] = {}
+    groups: dict[tuple[str, str], dict[str, _NodeWorkers]] = {}
     demands: list[DeploymentDemand] = []
     for item in resolved:
         key = _key(item.resource)
-        pods_by_node: dict[str, Object] = {}
-        for node, pods in workers.get(key, {}).items():
-            live = sorted(pods, key=_created)
-            pods_by_node[node] = live[0]
-            for extra in live[1:]:  # one worker per (deployment, node): a duplicate is never kept
-                result.pod_changes.append(PodChange("delete", extra))
+        groups[key] = {node: _group(pods) for node, pods in workers.get(key, {}).items()}
+        pods_by_node = {node: group.primary for node, group in groups[key].items()}
+        for group in groups[key].values():  # one worker per (deployment, node): a duplicate is never kept
+            result.pod_changes.extend(PodChange("delete", extra) for extra in group.extras)
         stored = routing_table_from_dict((item.resource.get("status") or {}).get("routing_table"))
         tables[key] = _overlay(stored, pods_by_node, state.worker_allocations)
         if item.error is None and item.estimate is not None and not item.resource["metadata"].get("deletionTimestamp"):
@@ -228,7 +252,7 @@ def reconcile(state: ClusterState, config: OperatorConfig, now: dt.datetime) -> 
 
     for item in resolved:
         key = _key(item.resource)
-        existing = {node: pods[0] for node, pods in workers.get(key, {}).items()}
+        existing = {node: group.primary for node, group in groups[key].items()}
         observed = tables[key]
         deleting = bool(item.resource["metadata"].get("deletionTimestamp"))
         planned: Mapping[str, int] = {}
@@ -239,37 +263,66 @@ def reconcile(state: ClusterState, config: OperatorConfig, now: dt.datetime) -> 
         stopping = [node for node, pod in existing.items() if pod["metadata"].get("deletionTimestamp")]
         merged = merge_routing_table(observed, planned, stopping_nodes=stopping)
         table = _overlay(merged, {n: p for n, p in existing.items() if n in merged}, state.worker_allocations)
-        result.pod_changes.extend(_pod_changes(item, table, existing, node_names, config))
+        result.pod_changes.extend(_pod_changes(item, table, groups[key], node_names, config, state.inplace_resize))
         result.statuses[key] = _status(item, table, reason, deleting, now)
     return result
 
 
-def _pod_changes(item: _Resolved, table: Mapping[str, Route], existing: Mapping[str, Object],
-                 node_names: set[str], config: OperatorConfig) -> list[PodChange]:
+def _pod_changes(item: _Resolved, table: Mapping[str, Route], groups: Mapping[str, _NodeWorkers],
+                 node_names: set[str], config: OperatorConfig, inplace_resize: bool) -> list[PodChange]:
     changes: list[PodChange] = []
-    for node, pod in existing.items():
+    for node, group in groups.items():
+        pod = group.primary
         if node not in node_names:
-            # No kubelet will ever finish this pod's graceful deletion: remove it outright.
-            changes.append(PodChange("force_delete", pod))
+            # No kubelet will ever finish these pods' graceful deletion: remove them outright.
+            changes.extend(PodChange("force_delete", p) for p in (pod, group.replacement) if p is not None)
         elif (node not in table or table[node].routing_state == "stopping") and not pod["metadata"].get("deletionTimestamp"):
-            changes.append(PodChange("delete", pod))
+            changes.extend(PodChange("delete", p) for p in (pod, group.replacement) if p is not None)
     if item.spec is None or item.estimate is None:
         return changes
     for node, route in table.items():
-        if route.routing_state == "stopping":
+        if route.routing_state == "stopping" or node not in node_names:
             continue
-        pod = existing.get(node)
-        memory = worker_memory_bytes(item.estimate, route.target_allocations)
-        if pod is None:
+        group = groups.get(node)
+        target = route.target_allocations
+        memory = worker_memory_bytes(item.estimate, target)
+        if group is None:
             changes.append(PodChange("create", worker_pod(item.resource, item.spec, item.model or {}, node,
-                                                          route.target_allocations, memory, config),
-                                     route.target_allocations, memory))
-        elif (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+                                                          target, memory, config), target, memory))
+            continue
+        pod = group.primary
+        if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
             changes.append(PodChange("delete", pod))  # a terminal pod never restarts; it is created anew
-        elif (int((pod["metadata"].get("annotations") or {}).get(ANNOTATION_ALLOCATIONS, 0)) != route.target_allocations
-              or (route.routing_state == "started" and route.current_allocations != route.target_allocations)):
-            changes.append(PodChange("set_allocations", pod, route.target_allocations, memory))
+        elif _allocations(pod) != target or (route.routing_state == "started" and route.current_allocations != target):
+            if inplace_resize:
+                changes.append(PodChange("set_allocations", pod, target, memory))
+            else:
+                changes.extend(_surge(item, node, group, target, memory, config))
+        elif group.replacement is not None:
+            changes.append(PodChange("delete", group.replacement))  # the change it was for was undone
     return changes
+
+
+def _allocations(pod: Object) -> int:
+    return int((pod["metadata"].get("annotations") or {}).get(ANNOTATION_ALLOCATIONS, 0))
+
+
+def _surge(item: _Resolved, node: str, group: _NodeWorkers, target: int, memory: int,
+           config: OperatorConfig) -> list[PodChange]:
+    """Change allocations without in-place resize: start a replacement worker with the new
+    allocations beside the old one, and remove the old one only once the new one serves."""
+    replacement = group.replacement
+    if replacement is not None and _allocations(replacement) != target:
+        return [PodChange("delete", replacement)]  # made for an older target
+    if replacement is None:
+        assert item.spec is not None
+        pod = worker_pod(item.resource, item.spec, item.model or {}, node, target, memory, config,
+                         name=pod_name(f"{item.resource['metadata']['name']}-a{target}", node))
+        pod["metadata"]["annotations"][ANNOTATION_REPLACES] = group.primary["metadata"]["name"]
+        return [PodChange("replace", pod, target, memory)]
+    if route_of_pod(replacement).state is RoutingState.started:
+        return [PodChange("delete", group.primary)]
+    return []
 
 
 def _status(item: _Resolved, table: Mapping[str, Route], reason: str | None, deleting: bool,
