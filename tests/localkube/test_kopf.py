@@ -82,6 +82,28 @@ def test_kopf_operator_lifecycle_without_warnings(localkube, crd, apis, kubectl,
     assert bad == [], "\n".join(bad)
 
 
+def test_kopf_with_initial_streaming_and_chunked_lists(localkube, crd, apis, tmp_path, monkeypatch):
+    """kopf 1.45's opt-in modes: WatchList (`sendInitialEvents`) instead of LIST, and `limit`/`continue`
+    paging with chunk_size=1; an object created before kopf starts must arrive through them."""
+    core, custom = apis
+    custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, json.loads(echo("echo-early", "early")))
+    custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, json.loads(echo("echo-early-2", "early")))
+    monkeypatch.setenv("KOPF_INITIAL_STREAMING", "1")
+    monkeypatch.setenv("KOPF_CHUNK_SIZE", "1")
+    kopf = KopfProcess(localkube, HERE / "operator.py", tmp_path / "kopf.log")
+    with kopf:
+        kopf.wait_log("Handler 'create_fn' succeeded", count=2)
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, json.loads(echo("echo-late", "late")))
+        kopf.wait_log("[default/echo-late] Handler 'create_fn' succeeded")
+        for name in ("echo-early", "echo-early-2", "echo-late"):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+        kopf.wait_log("Handler 'delete_fn' succeeded", count=3)
+        wait_for(lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"], message="echoes gone")
+        wait_for(lambda: not core.list_namespaced_pod("default", label_selector="app=echo").items, timeout=30, message="children gone")
+    bad = [line for line in kopf.log.splitlines() if BAD_LOG.search(line)]
+    assert bad == [], "\n".join(bad)
+
+
 def test_control_plane_restart_is_survived_by_kopf_and_pods(localkube, crd, apis, tmp_path):
     core, custom = apis
     name = "echo-restart"

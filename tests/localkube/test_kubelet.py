@@ -249,6 +249,45 @@ def test_in_place_resize_keeps_the_process(core, recorder, tmp_path):
     core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
 
 
+def test_init_containers_and_missing_config(core, recorder, tmp_path):
+    """Init containers run first, in order; a container whose ConfigMap is missing waits with
+    CreateContainerConfigError and starts once the ConfigMap exists."""
+    name = "initialised"
+    shared = tmp_path / "shared"
+    manifest = pod(name, f"import os\nprint(open({str(shared)!r}).read(), os.environ['GREETING'], flush=True)\nimport time\nwhile True: time.sleep(1)",
+                   grace=1, env=[{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "late-config", "key": "greeting"}}}])
+    manifest["spec"]["initContainers"] = [
+        {"name": f"init-{i}", "image": "busybox", "command": [PY, "-c", f"open({str(shared)!r}, 'a').write('step{i} ')"]} for i in (1, 2)
+    ]
+    core.create_namespaced_pod("default", manifest)
+    waiting = wait_for(lambda: (s := container_status(core, name)) and s.state.waiting and s.state.waiting.reason == "CreateContainerConfigError" and s,
+                       message="CreateContainerConfigError")
+    assert 'configmap "late-config" not found' in waiting.state.waiting.message
+    live = read(core, name)
+    assert live.status.phase == "Pending" and [c.state.terminated.reason for c in live.status.init_container_statuses] == ["Completed", "Completed"]
+    assert {c.type: c.status for c in live.status.conditions}["Initialized"] == "True"
+    assert shared.read_text() == "step1 step2 "
+    core.create_namespaced_config_map("default", {"metadata": {"name": "late-config"}, "data": {"greeting": "hi"}})
+    wait_for(lambda: read(core, name).status.phase == "Running", timeout=20, message="running after the ConfigMap appeared")
+    assert "step1 step2  hi" in wait_for(lambda: core.read_namespaced_pod_log(name, "default"), message="log")
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
+
+
+def test_startup_and_tcp_probes(core, recorder):
+    """A startup probe (tcpSocket) gates `started` and readiness; an exec readiness probe follows."""
+    name = "slow-start"
+    script = ("import os, socket, time\ntime.sleep(1.5)\ns = socket.socket(); s.bind((os.environ['POD_IP'], 9090)); s.listen()\n"
+              "while True: time.sleep(1)")
+    core.create_namespaced_pod("default", pod(name, script, grace=1, env=DOWNWARD_ENV[:1],
+                                              startupProbe={"tcpSocket": {"port": 9090}, "periodSeconds": 1, "failureThreshold": 10},
+                                              readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1}))
+    early = wait_for(lambda: container_status(core, name), message="status")
+    assert not early.started and not early.ready
+    ready = wait_for(lambda: (s := container_status(core, name)) and s.ready and s, timeout=20, message="ready after startup probe")
+    assert ready.started and ready.restart_count == 0
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
+
+
 def test_every_pod_event_deserialised_with_strict_models(recorder):
     wait_for(lambda: recorder["events"] > 0, message="events")
     time.sleep(1)
