@@ -256,12 +256,19 @@ def test_process_group_spawn_stop_and_adopt(tmp_path: Path):
 def test_adopted_process_exit_is_seen(tmp_path: Path):
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"], start_new_session=True)
-        adopted = ContainerProcess.adopt(ProcessIdentity(child.pid, start_ticks(child.pid) or 0))
+        # a grandchild whose parent exits at once: like a pod process after a crash of localkube
+        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.5)'],"
+                   " start_new_session=True); print(p.pid)")
+        pid = int(subprocess.run([sys.executable, "-c", spawner], capture_output=True, text=True, check=True).stdout)
+        adopted = ContainerProcess.adopt(ProcessIdentity(pid, start_ticks(pid) or 0))
         assert adopted is not None
-        waiter = adopted.watch(loop)
-        await asyncio.sleep(0.5)
-        child.wait()  # we are its parent here; a real adoption's parent is init
-        assert await asyncio.wait_for(waiter, 2) is None  # exit code of a non-child is unknown
+        assert await asyncio.wait_for(adopted.watch(loop), 5) is None  # a non-child's exit code cannot be read
+
+        # an adopted process that is this process's own child (in-process restart) is reaped with its code
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(7)"], start_new_session=True)
+        own = ContainerProcess.adopt(ProcessIdentity(child.pid, start_ticks(child.pid) or 0))
+        assert own is not None
+        assert await asyncio.wait_for(own.watch(loop), 5) == 7
+        child.returncode = 7  # reaped above; keeps Popen.__del__ quiet
 
     asyncio.run(scenario())
