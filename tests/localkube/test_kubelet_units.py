@@ -257,8 +257,8 @@ def test_adopted_process_exit_is_seen(tmp_path: Path):
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         # a grandchild whose parent exits at once: like a pod process after a crash of localkube
-        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.5)'],"
-                   " start_new_session=True); print(p.pid)")
+        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1)'],"
+                   " start_new_session=True, stdout=subprocess.DEVNULL); print(p.pid)")
         pid = int(subprocess.run([sys.executable, "-c", spawner], capture_output=True, text=True, check=True).stdout)
         adopted = ContainerProcess.adopt(ProcessIdentity(pid, start_ticks(pid) or 0))
         assert adopted is not None
