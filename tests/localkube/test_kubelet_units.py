@@ -257,18 +257,22 @@ def test_adopted_process_exit_is_seen(tmp_path: Path):
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         # a grandchild whose parent exits at once: like a pod process after a crash of localkube
-        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1)'],"
-                   " start_new_session=True, stdout=subprocess.DEVNULL); print(p.pid)")
+        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],"
+                   " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
         pid = int(subprocess.run([sys.executable, "-c", spawner], capture_output=True, text=True, check=True).stdout)
         adopted = ContainerProcess.adopt(ProcessIdentity(pid, start_ticks(pid) or 0))
         assert adopted is not None
-        assert await asyncio.wait_for(adopted.watch(loop), 5) is None  # a non-child's exit code cannot be read
+        waiter = adopted.watch(loop)
+        os.kill(pid, signal.SIGTERM)
+        assert await asyncio.wait_for(waiter, 5) is None  # a non-child's exit code cannot be read
 
         # an adopted process that is this process's own child (in-process restart) is reaped with its code
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(7)"], start_new_session=True)
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(); raise SystemExit(7)"], stdin=subprocess.PIPE, start_new_session=True)
         own = ContainerProcess.adopt(ProcessIdentity(child.pid, start_ticks(child.pid) or 0))
         assert own is not None
-        assert await asyncio.wait_for(own.watch(loop), 5) == 7
+        waiter = own.watch(loop)
+        child.stdin.close()
+        assert await asyncio.wait_for(waiter, 5) == 7
         child.returncode = 7  # reaped above; keeps Popen.__del__ quiet
 
     asyncio.run(scenario())
