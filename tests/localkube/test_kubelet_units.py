@@ -21,7 +21,7 @@ from tmd.localkube.kubelet.ipam import IPAM, next_free
 from tmd.localkube.kubelet.node import NodeSpec, lease_object, micro_time, node_object, node_status
 from tmd.localkube.kubelet.probes import ProbeState, ProbeTiming, resolve_port
 from tmd.localkube.kubelet.process import ContainerProcess, ProcessIdentity, exit_code_of, start_ticks
-from tmd.localkube.kubelet.resources import fits, qos_class, quantity, resource_field_value
+from tmd.localkube.kubelet.resources import fits, pod_requests, qos_class, quantity, resize_blocker, resource_field_value
 from tmd.localkube.kubelet.status import ContainerRecord, PodView, Terminated, pod_phase, pod_status
 
 
@@ -141,6 +141,16 @@ def test_qos_class(resources, expected):
 def test_fits():
     assert fits({"cpu": quantity("2")}, {"cpu": quantity("2")}, {"cpu": "4"}) == []
     assert fits({"cpu": quantity("2")}, {"cpu": quantity("2500m")}, {"cpu": "4"}) == ["cpu"]
+
+
+def test_resize_admission():
+    desired = pod_requests([{"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}, {"resources": {"requests": {"cpu": "500m"}}}])
+    assert desired == {"cpu": quantity("2.5"), "memory": quantity("1Gi")}
+    assert resize_blocker(desired, {"cpu": quantity("1")}, {"cpu": "4", "memory": "8Gi"}) is None
+    reason, message = resize_blocker(desired, {"cpu": quantity("2")}, {"cpu": "4", "memory": "8Gi"})
+    assert (reason, message) == ("Deferred", "Node didn't have enough resource: cpu")
+    reason, message = resize_blocker({"cpu": quantity("5")}, {}, {"cpu": "4"})
+    assert reason == "Infeasible" and "cpu, requested: 5, capacity: 4" in message
 
 
 # ---- probes --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .client import APIError
 from .env import EnvError, PodContext, container_argv, container_env
 from .probes import ProbeState, ProbeTiming, run_probe
 from .process import ContainerProcess, ProcessIdentity, exit_code_of
-from .resources import effective_requests, fits, qos_class, quantity
+from .resources import pod_requests, qos_class, resize_blocker
 from .status import Condition, ContainerRecord, PodView, Terminated, exit_reason, now_rfc3339, pod_phase, pod_status
 
 if TYPE_CHECKING:
@@ -537,32 +537,16 @@ class PodWorker:
     # ---- in-place resize ---------------------------------------------------------------------
     def requests(self) -> dict[str, Decimal]:
         """What this pod holds on the node: the allocated (not desired) requests of its containers."""
-        totals: dict[str, Decimal] = {}
-        for slot in self.slots:
-            resources = slot.record.resources if slot.record.resources is not None else slot.spec.get("resources") or {}
-            for name, value in effective_requests({"resources": resources}).items():
-                totals[name] = totals.get(name, Decimal(0)) + quantity(value)
-        return totals
+        return pod_requests({"resources": s.record.resources if s.record.resources is not None else s.spec.get("resources") or {}} for s in self.slots)
 
     async def _step_resize(self) -> None:
         changed = [s for s in self.slots if s.record.resources is not None and (s.spec.get("resources") or {}) != s.record.resources]
         if not changed:
-            if self.resize is not None:
-                self.resize = None
+            self.resize = None
             return
-        desired: dict[str, Decimal] = {}
-        for slot in self.slots:
-            for name, value in effective_requests(slot.spec).items():
-                desired[name] = desired.get(name, Decimal(0)) + quantity(value)
-        allocatable = self.kubelet.allocatable
-        alone = fits(desired, {}, allocatable)
-        if alone:
-            self.resize = Condition("PodResizePending", True, "Infeasible", "Node didn't have enough capacity: " + ", ".join(
-                f"{n}, requested: {desired[n]}, capacity: {allocatable[n]}" for n in alone))
-            return
-        short = fits(desired, self.kubelet.requests_of_others(self.uid), allocatable)
-        if short:
-            self.resize = Condition("PodResizePending", True, "Deferred", "Node didn't have enough resource: " + ", ".join(short))
+        blocker = resize_blocker(pod_requests(s.spec for s in self.slots), self.kubelet.requests_of_others(self.uid), self.kubelet.allocatable)
+        if blocker is not None:
+            self.resize = Condition("PodResizePending", True, *blocker)
             return
         self.resize = Condition("PodResizeInProgress", True)
         await self.write_status()
