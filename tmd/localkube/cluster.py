@@ -5,7 +5,9 @@ background thread for synchronous callers (tests, `tmd up`)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import logging
 import threading
 from concurrent.futures import Future
@@ -69,6 +71,10 @@ def kubeconfig_text(url: str, name: str = "localkube") -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+class ClusterError(Exception):
+    """The cluster cannot start (a user-facing message, no traceback)."""
+
+
 class Cluster:
     """API server + kubelets in the running loop."""
 
@@ -77,6 +83,26 @@ class Cluster:
         self.data_dir = Path(config.data_dir)
         self.server: APIServer | None = None
         self.kubelets: list[Kubelet] = []
+        self._lock: int | None = None
+
+    def _take_data_dir(self) -> None:
+        """One localkube per data directory: two would run every pod twice and fight over state."""
+        fd = os.open(self.data_dir / "localkube.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ClusterError(f"data directory {self.data_dir} is in use by localkube pid {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+
+    def _release_data_dir(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -99,6 +125,7 @@ class Cluster:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_data_dir()
         port = self.config.port if self.config.port is not None else self._saved_port()
         self.server = APIServer(self.data_dir, host=self.config.host, port=port, version=self.config.version)
         try:
@@ -129,6 +156,7 @@ class Cluster:
         self.kubelets = []
         if self.server is not None:
             await self.server.stop()
+        self._release_data_dir()
         log.info("localkube stopped")
 
 

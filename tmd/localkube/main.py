@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .cluster import Cluster, ClusterConfig
+from .cluster import Cluster, ClusterConfig, ClusterError
 from .kubelet import BackoffPolicy
 
 
@@ -58,7 +58,7 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"kubeconfig: {cluster.kubeconfig.resolve()}", flush=True)
         print(f"try: KUBECONFIG={cluster.kubeconfig.resolve()} kubectl get nodes", flush=True)
         await stop.wait()
-    except OSError as error:
+    except (OSError, ClusterError) as error:
         print(f"localkube: cannot start: {error}", file=sys.stderr)
         await cluster.stop()
         return 1
