@@ -207,6 +207,10 @@ class Registry:
                     break
             meta["name"] = name
         self._check_namespace(rt, ns, name)
+        if rt.crd is not None:
+            crd = self.store.get(CRD_KEY, "", rt.crd["metadata"]["name"])
+            if crd is None or crd["metadata"].get("deletionTimestamp"):
+                raise E.method_not_allowed("create not allowed while custom resource definition is terminating")
         for k in SERVER_METADATA + ("resourceVersion",):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
@@ -230,6 +234,10 @@ class Registry:
         errs = self._admit(rt, body, None)
         if errs:
             raise E.invalid(rt.kind, rt.group, name, errs)
+        if rt.kind == "CustomResourceDefinition":
+            fins = meta.setdefault("finalizers", [])
+            if CRD_CLEANUP not in fins:
+                fins.append(CRD_CLEANUP)
         key_ns = ns if rt.namespaced else ""
         if self.store.get(rt.key, key_ns, name) is not None:
             raise E.already_exists(rt.plural, rt.group, name)

@@ -21,7 +21,7 @@ from .errors import StatusError
 from .kinds import ResourceType
 from .patching import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 from .registry import Registry
-from .selectors import label_matcher, parse_field_selector
+from .selector import label_matcher, parse_field_selector
 from .storage import Event
 
 log = logging.getLogger("tmd.localkube.apiserver")
