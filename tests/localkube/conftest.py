@@ -1,4 +1,4 @@
-"""A real APIServer per test module, in a background thread with its own event loop.
+"""A real APIServer per test module (through `tmd.localkube.testing.local_cluster`, with no nodes).
 
 Each module gets a fresh data dir, kubeconfig and KUBECACHEDIR (kubectl caches discovery and
 OpenAPI per host:port, which must not leak between servers).
@@ -6,18 +6,17 @@ OpenAPI per host:port, which must not leak between servers).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
-import threading
 from typing import Any, Iterator
 
 import pytest
 
-from tmd.localkube.apiserver import APIServer
+from tmd.localkube.cluster import LocalCluster
+from tmd.localkube.testing import api_client, local_cluster, run_kubectl
 
 VENV_KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
 DEBIAN_KUBECTL = pathlib.Path("/usr/bin/kubectl")
@@ -32,108 +31,37 @@ def kubectl_binaries() -> list[Any]:
     return out
 
 
-class ServerThread:
-    """Runs an APIServer in its own loop so synchronous clients (kubectl, python client) can use it."""
-
-    def __init__(self, data_dir: pathlib.Path, **kwargs: Any) -> None:
-        self.data_dir = data_dir
-        self.kwargs = kwargs
-        self.server: APIServer | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
-        self.port = 0
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            assert self.loop is not None
-            asyncio.set_event_loop(self.loop)
-            self.server = APIServer(self.data_dir, port=self.port, **self.kwargs)
-            self.loop.run_until_complete(self.server.start())
-            self.port = self.server.port
-            ready.set()
-            self.loop.run_forever()
-            self.loop.close()
-
-        self.thread = threading.Thread(target=run, name="apiserver", daemon=True)
-        self.thread.start()
-        assert ready.wait(30), "apiserver did not start"
-
-    def call(self, fn: Any) -> Any:
-        """Run `fn()` on the server's loop thread (the store is not thread-safe)."""
-        assert self.loop is not None
-
-        async def wrapper() -> Any:
-            return fn()
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
-
-    def stop(self) -> None:
-        assert self.loop is not None and self.server is not None and self.thread is not None
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def write_kubeconfig(path: pathlib.Path, url: str) -> None:
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters: [{{name: localkube, cluster: {{server: '{url}'}}}}]\n"
-        "users: [{name: localkube, user: {token: localkube}}]\n"
-        "contexts: [{name: localkube, context: {cluster: localkube, user: localkube, namespace: default}}]\n"
-        "current-context: localkube\n")
-
-
 class Cluster:
-    """What a test module gets: the server, its kubeconfig, a python client and a kubectl runner."""
+    """What a test module gets: the server, its kubeconfig, a python client and a kubectl runner.
 
-    def __init__(self, server: ServerThread, root: pathlib.Path) -> None:
-        self.server = server
-        self.root = root
-        self.kubeconfig = root / "kubeconfig"
-        self.cache_dir = root / "kubecache"
-        write_kubeconfig(self.kubeconfig, server.url)
+    Built on `tmd.localkube.testing` (the project's fixture API): a `LocalCluster` with no nodes,
+    so API-server tests start only the server.
+    """
+
+    def __init__(self, local: LocalCluster) -> None:
+        self.server = local  # .url, .port, .call(coro)
+        self.root = local.data_dir
+        self.kubeconfig = local.kubeconfig
+        self.cache_dir = local.data_dir / "kube-cache"
 
     def api_client(self) -> Any:
-        import kubernetes
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        return api_client(self.server)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.cache_dir)}
 
     def kubectl(self, binary: str, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([binary, *args], input=input, capture_output=True, text=True, env=self.env(),
-                              timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
-        return proc
+        return run_kubectl(self.server, *args, binary=binary, input=input, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A fresh API server (no nodes) per module, with short bookmark interval and watch history."""
     root = tmp_path_factory.mktemp("localkube")
-    server = ServerThread(root / "data", bookmark_interval=1.0, history_size=200)
-    server.start()
-    old = {k: os.environ.get(k) for k in ("KUBECONFIG", "KUBECACHEDIR")}
-    c = Cluster(server, root)
-    os.environ["KUBECONFIG"] = str(c.kubeconfig)
-    os.environ["KUBECACHEDIR"] = str(c.cache_dir)
-    try:
-        yield c
-    finally:
-        server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(root, ignore_errors=True)
+    with local_cluster(root / "data", nodes=0, server_options={"bookmark_interval": 1.0, "history_size": 200}) as local:
+        yield Cluster(local)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 CRD_MANIFEST = """\

@@ -143,7 +143,8 @@ def test_pod_runs_on_its_own_ip_with_logs_and_readiness(kubectl, core, recorder)
     assert live.status.qos_class == "Guaranteed" and live.status.start_time is not None
     assert {c.type for c in live.status.conditions} >= {"PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"}
     status = live.status.container_statuses[0]
-    assert status.ready and status.started and status.restart_count == 0 and status.state.running and status.container_id
+    previous = kubectl("logs", name, "--previous", check=False) if status.restart_count else None
+    assert status.ready and status.started and status.restart_count == 0 and status.state.running and status.container_id, previous
     with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
         assert response.read().decode() == f"hello from {ip}"
     logs = wait_for(lambda: (out := kubectl("logs", name).stdout) and "GET /" in out and out, message="request log line")

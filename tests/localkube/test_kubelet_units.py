@@ -45,6 +45,17 @@ def test_next_free_skips_taken_and_network_addresses():
     assert next_free(taken) == "127.0.1.1"
 
 
+def test_ipam_subnet_is_kept_by_the_data_dir(tmp_path: Path):
+    assert next_free(set(), "127.200.3.0/24") == "127.200.3.2"
+    ipam = IPAM(tmp_path / "ipam.json", "127.200.3.0/24")
+    assert ipam.assign("a") == "127.200.3.2"
+    assert IPAM(tmp_path / "ipam.json").assign("b") == "127.200.3.3"  # a restart keeps the subnet in use
+    with pytest.raises(ValueError, match="not a loopback subnet"):
+        IPAM(tmp_path / "other.json", "10.0.0.0/24")
+    with pytest.raises(RuntimeError, match="no addresses left"):
+        next_free({"127.9.9.2"}, "127.9.9.0/30")
+
+
 def test_ipam_is_stable_unique_and_persistent(tmp_path: Path):
     ipam = IPAM(tmp_path / "ipam.json")
     a, b = ipam.assign("uid-a"), ipam.assign("uid-b")

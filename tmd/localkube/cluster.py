@@ -19,6 +19,7 @@ import yaml
 
 from .apiserver import APIServer
 from .kubelet import BackoffPolicy, Kubelet, KubeletConfig, NodeSpec
+from .kubelet.ipam import DEFAULT_SUBNET
 
 log = logging.getLogger("tmd.localkube")
 T = TypeVar("T")
@@ -42,6 +43,8 @@ class ClusterConfig:
     node_labels: Mapping[str, str] = field(default_factory=dict)
     lease_period: float = 10.0
     shutdown_grace: float = 10.0
+    server_options: Mapping[str, Any] = field(default_factory=dict)  # extra APIServer keywords (bookmark_interval, ...)
+    pod_subnet: str = DEFAULT_SUBNET
 
     def node_specs(self) -> list[NodeSpec]:
         zones = ZONES[: max(1, min(self.zones, len(ZONES)))]
@@ -127,20 +130,22 @@ class Cluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._take_data_dir()
         port = self.config.port if self.config.port is not None else self._saved_port()
-        self.server = APIServer(self.data_dir, host=self.config.host, port=port, version=self.config.version)
+        options = dict(self.config.server_options)
+        self.server = APIServer(self.data_dir, host=self.config.host, port=port, version=self.config.version, **options)
         try:
             await self.server.start()
         except OSError:
             if self.config.port is not None or port == 0:
                 raise
             log.warning("port %s of the previous run is taken; using another one", port)
-            self.server = APIServer(self.data_dir, host=self.config.host, port=0, version=self.config.version)
+            self.server = APIServer(self.data_dir, host=self.config.host, port=0, version=self.config.version, **options)
             await self.server.start()
         (self.data_dir / "localkube.json").write_text(json.dumps({"port": self.port, "url": self.url}))
         self.kubeconfig.write_text(kubeconfig_text(self.url))
         self.kubelets = [
             Kubelet(KubeletConfig(node=spec, server=self.url, data_dir=self.data_dir, backoff=self.config.backoff,
-                                  lease_period=self.config.lease_period, shutdown_grace=self.config.shutdown_grace))
+                                  lease_period=self.config.lease_period, shutdown_grace=self.config.shutdown_grace,
+                                  pod_subnet=self.config.pod_subnet))
             for spec in self.config.node_specs()
         ]
         await asyncio.gather(*(k.start() for k in self.kubelets))
@@ -183,11 +188,14 @@ class LocalCluster:
         node_labels: Mapping[str, str] | None = None,
         lease_period: float = 10.0,
         shutdown_grace: float = 10.0,
+        server_options: Mapping[str, Any] | None = None,
+        pod_subnet: str = DEFAULT_SUBNET,
     ) -> None:
         self.config = ClusterConfig(
             data_dir=Path(data_dir), nodes=nodes, node_cpus=str(node_cpus), node_memory=node_memory, zones=zones, port=port,
             host=host, version=version, backoff=BackoffPolicy(backoff_base, backoff_cap), node_labels=dict(node_labels or {}),
-            lease_period=lease_period, shutdown_grace=shutdown_grace,
+            lease_period=lease_period, shutdown_grace=shutdown_grace, server_options=dict(server_options or {}),
+            pod_subnet=pod_subnet,
         )
         self._cluster: Cluster | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
