@@ -179,8 +179,10 @@ class KopfProcess:
     def __enter__(self) -> "KopfProcess":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:  # shown by pytest with the failure
+            print(f"---- kopf log ({self.log_path}) ----\n" + "\n".join(self.log.splitlines()[-200:]))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
