@@ -267,7 +267,7 @@ class Registry:
                     raise E.stale(rt.plural, rt.group, name)
             elif not rt.unconditional_update:
                 raise E.invalid(rt.kind, rt.group, name, [E.invalid_field(
-                    "metadata.resourceVersion", "0x0", "must be specified for an update")])
+                    "metadata.resourceVersion", E.GoLiteral("0x0"), "must be specified for an update")])
         new = self._prepare_update(rt, body, old, subresource)
         return self._write_update(rt, ns, name, new, old, warnings, dry_run)
 

@@ -28,6 +28,7 @@ log = logging.getLogger("tmd.localkube.apiserver")
 
 JSON = "application/json"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+DUP_WARNINGS = web.RequestKey("dup_warnings", list)
 
 
 def dumps(obj: Any) -> bytes:
@@ -253,7 +254,7 @@ class Handlers:
             mode = self._validation(request)
             if mode == "Strict":
                 raise E.bad_request("strict decoding error: " + ", ".join(f'duplicate field "{d}"' for d in dups))
-            request["dup_warnings"] = [f'duplicate field "{d}"' for d in dups] if mode == "Warn" else []
+            request[DUP_WARNINGS] = [f'duplicate field "{d}"' for d in dups] if mode == "Warn" else []
         return body
 
     def _validation(self, request: web.Request) -> str:
@@ -265,7 +266,7 @@ class Handlers:
 
     def _write_result(self, request: web.Request, outcome: Any, rt: ResourceType, created: bool = False
                       ) -> web.Response:
-        warnings = list(request.get("dup_warnings", [])) + outcome.warnings
+        warnings = list(request.get(DUP_WARNINGS, [])) + outcome.warnings
         status = 201 if created or outcome.created else 200
         resp = self._object(request, rt, outcome.obj, status)
         for w in warnings:
