@@ -187,6 +187,20 @@ class Handlers:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
         q = request.query
         method = request.method
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise E.method_not_allowed()
+        if rt.kind == "Binding":  # create-only: binds the pod named like the Binding
+            if name is not None or method != "POST":
+                raise E.method_not_allowed()
+            body = await self._body(request, "object")
+            pod_name = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+            self.registry.bind(self.registry.resolve("", "v1", "pods"), ns or "", pod_name, body)
+            return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "code": 201}, 201)
+        verb = {"GET": "get" if name else ("watch" if _flag(q.get("watch")) else "list"), "POST": "create",
+                "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}[method]
+        if not sub and verb not in rt.verbs:
+            raise E.method_not_allowed()
         if name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
