@@ -15,7 +15,7 @@ from typing import Any, Callable
 from . import errors as E
 from . import schema as S
 from . import strategies
-from .builtin_fields import tree_for, unknown_fields
+from .builtin_fields import fill_go_zero_values, tree_for, unknown_fields
 from .errors import FieldError, StatusError
 from .kinds import ResourceType, builtin_types, crd_types, crd_version
 from .meta import deep_copy, generate_name, normalise_metadata, now, parse_time, rfc3339, validate_metadata
@@ -164,6 +164,13 @@ class Registry:
         """Kind-specific defaulting and validation shared by create and update."""
         meta = obj["metadata"]
         normalise_metadata(meta)
+        if rt.kind == "Node":  # non-pointer structs: always serialised by Go
+            status = obj.setdefault("status", {})
+            if isinstance(status, dict):
+                status.setdefault("nodeInfo", {})
+                status.setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
+        if rt.crd is None:
+            fill_go_zero_values(obj, rt.kind)
         errs = validate_metadata(meta, rt.namespaced, rt.name_rule)
         if rt.crd is not None:
             errs += self._cr_admit(rt, obj)
