@@ -355,3 +355,22 @@ def test_unconditional_update_allowed_for_builtins_and_lease_lock(core: Any, api
     assert e.value.status == 409 and status_of(e.value)["reason"] == "Conflict"
     coord.delete_namespaced_lease("lock", "default")
     core.delete_namespaced_config_map("uu", "default")
+
+
+@pytest.mark.parametrize("kubectl", kubectl_binaries())
+def test_kubectl_create_typed_objects_sent_as_protobuf(cluster: Cluster, core: Any, kubectl: str) -> None:
+    suffix = abs(hash(kubectl)) % 1000
+    ns = f"proto-{suffix}"
+    cluster.kubectl(kubectl, "create", "namespace", ns)
+    cluster.kubectl(kubectl, "create", "configmap", "cm", "-n", ns, "--from-literal=a=b", "--from-literal=c=d")
+    cluster.kubectl(kubectl, "create", "secret", "generic", "s", "-n", ns, "--from-literal=k=v")
+    cluster.kubectl(kubectl, "create", "serviceaccount", "robot", "-n", ns)
+    cluster.kubectl(kubectl, "create", "priorityclass", f"pc-{suffix}", "--value=7", "--description=d")
+    assert core.read_namespace(ns).status.phase == "Active"
+    assert core.read_namespaced_config_map("cm", ns).data == {"a": "b", "c": "d"}
+    assert core.read_namespaced_secret("s", ns).data == {"k": "dg=="}
+    assert core.read_namespaced_service_account("robot", ns).metadata.name == "robot"
+    sched = kubernetes.client.SchedulingV1Api(cluster.api_client())
+    assert sched.read_priority_class(f"pc-{suffix}").value == 7
+    sched.delete_priority_class(f"pc-{suffix}")
+    core.delete_namespace(ns)

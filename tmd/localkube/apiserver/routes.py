@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import yaml
 from aiohttp import web
 
-from . import discovery, errors as E, tables
+from . import discovery, errors as E, protobuf, tables
 from .errors import StatusError
 from .kinds import ResourceType
 from .patching import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
@@ -259,10 +259,11 @@ class Handlers:
 
     async def _body(self, request: web.Request, what: str) -> Any:
         ctype = request.content_type if request.headers.get("Content-Type") else JSON
-        if ctype not in (JSON, "application/yaml", "*/*", "text/plain", "application/octet-stream"):
-            if "protobuf" in ctype or "cbor" in ctype:
-                raise E.unsupported_media_type([JSON, "application/yaml"])
         raw = await request.read()
+        if ctype == protobuf.PROTOBUF:
+            return protobuf.decode(raw)
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise E.unsupported_media_type([JSON, "application/yaml", protobuf.PROTOBUF])
         body, dups = decode_body(raw, ctype, what)
         if dups:
             mode = self._validation(request)
