@@ -374,3 +374,28 @@ def test_kubectl_create_typed_objects_sent_as_protobuf(cluster: Cluster, core: A
     assert sched.read_priority_class(f"pc-{suffix}").value == 7
     sched.delete_priority_class(f"pc-{suffix}")
     core.delete_namespace(ns)
+
+
+@pytest.mark.parametrize("kubectl", kubectl_binaries())
+def test_scale_subresource(cluster: Cluster, api: Any, kubectl: str) -> None:
+    import yaml
+    from .conftest import CRD_MANIFEST
+    suffix = abs(hash(kubectl)) % 1000
+    group = f"scale{suffix}.example.com"
+    crd = yaml.safe_load(CRD_MANIFEST.replace("kopf.dev", group).replace("[kex]", f"[sc{suffix}]"))
+    crd["spec"]["versions"][0]["subresources"]["scale"] = {
+        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+    kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    custom = kubernetes.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(group, "v1", "default", PLURAL, {
+        "apiVersion": f"{group}/v1", "kind": "KopfExample", "metadata": {"name": "s1"}, "spec": {"replicas": 2}})
+    scale = custom.get_namespaced_custom_object_scale(group, "v1", "default", PLURAL, "s1")
+    assert scale["kind"] == "Scale" and scale["spec"] == {"replicas": 2} and scale["status"] == {"replicas": 0}
+    cluster.kubectl(kubectl, "scale", f"kopfexamples.{group}/s1", "--replicas=5")
+    obj = custom.get_namespaced_custom_object(group, "v1", "default", PLURAL, "s1")
+    assert obj["spec"]["replicas"] == 5 and obj["metadata"]["generation"] == 2
+    with pytest.raises(ApiException) as e:
+        custom.patch_namespaced_custom_object_scale(group, "v1", "default", PLURAL, "s1",
+                                                    {"spec": {"replicas": -1}})
+    assert e.value.status == 422
+    kubernetes.client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"kopfexamples.{group}")

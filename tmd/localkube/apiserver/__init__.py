@@ -95,6 +95,7 @@ class APIServer:
                 self.registry.create(sa_rt, name, {"metadata": {"name": "default"}})
 
     async def stop(self) -> None:
+        log.info("apiserver stopping")
         if self._controllers:
             await self._controllers.stop()
         if self._store:
@@ -110,6 +111,7 @@ class APIServer:
             self._runner = None
         if self._store:
             self._store.close()
+            log.info("apiserver stopped revision=%d", self._store.revision)
             self._store = None
 
     # convenience for in-process callers (tests, the cluster runner)

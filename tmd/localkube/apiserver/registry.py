@@ -504,6 +504,44 @@ class Registry:
         self.on_delete_started()
         return Outcome(new)
 
+    # --- scale (CRD subresources.scale) -------------------------------------------------------
+
+    def get_scale(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
+        obj = self.get(rt, ns, name)
+        paths = _scale_paths(rt)
+        meta = obj["metadata"]
+        scale: dict[str, Any] = {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {}, "status": {"replicas": 0}}
+        spec_replicas = _path_get(obj, paths.get("specReplicasPath", ""))
+        if isinstance(spec_replicas, int):
+            scale["spec"]["replicas"] = spec_replicas
+        status_replicas = _path_get(obj, paths.get("statusReplicasPath", ""))
+        if isinstance(status_replicas, int):
+            scale["status"]["replicas"] = status_replicas
+        selector = _path_get(obj, paths.get("labelSelectorPath", "")) if paths.get("labelSelectorPath") else None
+        if isinstance(selector, str):
+            scale["status"]["selector"] = selector
+        return scale
+
+    def update_scale(self, rt: ResourceType, ns: str, name: str, scale: Any) -> Outcome:
+        old = self.get(rt, ns, name)
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec"), dict):
+            raise E.bad_request("the body of the request must be an autoscaling/v1 Scale")
+        replicas = scale["spec"].get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise E.invalid("Scale", "autoscaling", name, [E.invalid_field("spec.replicas", replicas,
+                                                                           "must be greater than or equal to 0")])
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise E.stale(rt.plural, rt.group, name)
+        new = copy.deepcopy(old)
+        _path_set(new, _scale_paths(rt).get("specReplicasPath", ".spec.replicas"), replicas)
+        out = self._write_update(rt, ns, name, new, old, [], False)
+        return Outcome(self.get_scale(rt, ns, name), out.warnings)
+
     # --- binding -----------------------------------------------------------------------------
 
     def bind(self, rt: ResourceType, ns: str, name: str, body: Any) -> None:
@@ -523,6 +561,27 @@ class Registry:
                       "lastTransitionTime": rfc3339(now())})
         status["conditions"] = conds
         self._commit([Change(rt.key, ns, name, new, old)])
+
+
+def _scale_paths(rt: ResourceType) -> dict[str, str]:
+    return (crd_version(rt.crd, rt.version).get("subresources") or {}).get("scale") or {} if rt.crd else {}
+
+
+def _path_get(obj: Any, path: str) -> Any:
+    cur = obj
+    for part in [p for p in path.split(".") if p]:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _path_set(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = [p for p in path.split(".") if p]
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
 
 
 def _service_account(ns: str) -> dict[str, Any]:

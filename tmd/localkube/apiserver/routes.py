@@ -19,7 +19,8 @@ from aiohttp import web
 from . import discovery, errors as E, protobuf, tables
 from .errors import StatusError
 from .kinds import ResourceType
-from .patching import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
+from .patching import (APPLY_PATCH, JSON_PATCH, STRATEGIC_PATCH, check_patch_type, json_patch, merge_patch,
+                       strategic_merge)
 from .registry import Registry
 from .selector import label_matcher, parse_field_selector
 from .storage import Event
@@ -225,6 +226,8 @@ class Handlers:
             self.registry.bind(rt, ns, name, body)
             return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                             "code": 201}, 201)
+        if sub == "scale":
+            return await self._scale(request, rt, ns, name)
         if method == "GET":
             obj = self.registry.get(rt, ns, name)
             return self._object(request, rt, obj)
@@ -235,7 +238,6 @@ class Handlers:
         if method == "PATCH":
             ctype = request.content_type if request.headers.get("Content-Type") else ""
             raw = await request.read()
-            from .patching import check_patch_type
             check_patch_type(ctype, rt.builtin)
             patch, dups = decode_body(raw, ctype, "patch")
             if dups and self._validation(request) == "Strict" and ctype != JSON_PATCH:
@@ -256,6 +258,26 @@ class Handlers:
                             "details": {"name": name, **({"group": rt.group} if rt.group else {}),
                                         "kind": rt.plural, "uid": obj["metadata"].get("uid", "")}})
         raise E.method_not_allowed()
+
+    async def _scale(self, request: web.Request, rt: ResourceType, ns: str, name: str) -> web.Response:
+        if request.method == "GET":
+            return respond(self.registry.get_scale(rt, ns, name))
+        if request.method == "PUT":
+            body = await self._body(request, "object")
+        elif request.method == "PATCH":
+            ctype = request.content_type if request.headers.get("Content-Type") else ""
+            check_patch_type(ctype, True)
+            patch, _ = decode_body(await request.read(), ctype, "patch")
+            current = self.registry.get_scale(rt, ns, name)
+            if ctype == JSON_PATCH:
+                body = json_patch(current, patch)
+            elif ctype == STRATEGIC_PATCH:
+                body = strategic_merge(current, patch)
+            else:
+                body = merge_patch(current, patch)
+        else:
+            raise E.method_not_allowed()
+        return respond(self.registry.update_scale(rt, ns, name, body).obj)
 
     async def _body(self, request: web.Request, what: str) -> Any:
         ctype = request.content_type if request.headers.get("Content-Type") else JSON
