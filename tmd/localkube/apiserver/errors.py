@@ -174,7 +174,7 @@ class FieldError:
         elif self.kind == "TooLong":
             text = "Too long"
         elif self.kind == "TooMany":
-            text = "Too many"
+            text = f"Too many: {go_value(self.value)}" if self.has_value else "Too many"
         else:
             text = self.kind
         if self.detail:
