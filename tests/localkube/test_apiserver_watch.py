@@ -256,7 +256,8 @@ def test_kubectl_get_watch_prints_table_rows(cluster: Cluster, core: Any, kubect
         assert header == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         assert proc.stdout.readline().split()[:3] == [name, "0/1", "Pending"]
         set_phase(core, name, "Running")
-        assert proc.stdout.readline().split()[:3] == [name, "0/1", "Running"]
+        line = proc.stdout.readline()
+        assert line.split()[:3] == [name, "0/1", "Running"], proc.stderr.read() if proc.stderr else ""
     finally:
         proc.kill()
         proc.wait()

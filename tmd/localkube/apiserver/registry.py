@@ -108,6 +108,11 @@ class Registry:
             raise E.bad_request(f"the body of the request was in an unknown format - object expected for {rt.kind}")
         kind = body.get("kind")
         api_version = body.get("apiVersion")
+        if rt.crd is not None:  # unstructured decoding needs both (runtime.NewMissingKindErr/VersionErr)
+            if not kind:
+                raise E.bad_request(f"Object 'Kind' is missing in '{_compact(body)}'")
+            if not api_version:
+                raise E.bad_request(f"Object 'apiVersion' is missing in '{_compact(body)}'")
         if kind and kind != rt.kind:
             raise E.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
         if api_version and api_version != rt.api_version and not (
@@ -430,6 +435,8 @@ class Registry:
         t = now()
 
         if rt.kind == "Namespace":
+            if name in ("default", "kube-system", "kube-public"):
+                raise E.forbidden(rt.plural, rt.group, name, "this namespace may not be deleted")
             return self._delete_namespace(rt, name, old, new, dry_run)
 
         if rt.kind == "Pod" and _pod_graceful(old, grace):
@@ -561,6 +568,12 @@ class Registry:
                       "lastTransitionTime": rfc3339(now())})
         status["conditions"] = conds
         self._commit([Change(rt.key, ns, name, new, old)])
+
+
+def _compact(body: Any) -> str:
+    import json
+    text = json.dumps(body, separators=(",", ":"))
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _scale_paths(rt: ResourceType) -> dict[str, str]:

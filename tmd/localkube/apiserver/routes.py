@@ -507,6 +507,8 @@ class Handlers:
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
+                        if bookmarks:  # let the client resume from the newest revision
+                            await resp.write(bookmark(store.revision))
                         break
                     wait = left if wait is None else min(wait, left)
                 try:
