@@ -248,7 +248,7 @@ def test_python_client_watch_deserialises(core: Any) -> None:
 def test_kubectl_get_watch_prints_table_rows(cluster: Cluster, core: Any, kubectl: str) -> None:
     name = f"getw-{abs(hash(kubectl)) % 1000}"
     core.create_namespaced_pod("default", pod(name, "n1"))
-    proc = subprocess.Popen([kubectl, "get", "pods", name, "-w", "--request-timeout=10s"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([kubectl, "get", "pods", name, "-w", "--request-timeout=60s"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cluster.env())
     try:
         assert proc.stdout is not None
