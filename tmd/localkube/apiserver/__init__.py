@@ -17,7 +17,8 @@ from aiohttp import web
 
 from .controllers import Controllers
 from .registry import Registry
-from .routes import Handlers, log_path
+from .logs import log_path
+from .routes import Handlers
 from .store import Store
 
 __all__ = ["APIServer", "log_path"]
