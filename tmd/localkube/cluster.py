@@ -221,8 +221,19 @@ class LocalCluster:
         return self._cluster.port
 
     @property
+    def api_server(self) -> APIServer:
+        """The running APIServer object (for in-process inspection in tests)."""
+        assert self._cluster is not None and self._cluster.server is not None, "cluster not started"
+        return self._cluster.server
+
+    @property
     def node_names(self) -> list[str]:
         return [spec.name for spec in self.config.node_specs()]
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread running the cluster's event loop (None when stopped)."""
+        return self._thread
 
     @property
     def running(self) -> bool:
