@@ -202,6 +202,18 @@ def test_graceful_delete_sigterm_then_sigkill(core, recorder, tmp_path):
     core.create_namespaced_pod("default", pod(name, STUBBORN, grace=2, env=[{"name": "MARKER", "value": str(marker)}]))
     wait_for(lambda: read(core, name).status.phase == "Running" and marker.exists(), message="running")
     pid = int(marker.read_text().split()[1])
+    events: list[tuple[str, client.V1Pod]] = []
+    rv = read(core, name).metadata.resource_version
+
+    def follow() -> None:
+        for event in watch.Watch().stream(core.list_namespaced_pod, "default", field_selector=f"metadata.name={name}",
+                                          resource_version=rv, timeout_seconds=30):
+            events.append((event["type"], event["object"]))
+            if event["type"] == "DELETED":
+                return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
     began = time.monotonic()
     core.delete_namespaced_pod(name, "default")
     deleting = read(core, name)
@@ -211,6 +223,12 @@ def test_graceful_delete_sigterm_then_sigkill(core, recorder, tmp_path):
     wait_for(lambda: not core.list_namespaced_pod("default", field_selector=f"metadata.name={name}").items, timeout=20, message="pod removed")
     assert time.monotonic() - began >= 2.0
     wait_for(lambda: start_ticks(pid) is None, timeout=5, message="SIGKILL")
+    follower.join(10)
+    assert events and events[-1][0] == "DELETED", [t for t, _ in events]
+    final = events[-2][1]  # the kubelet's last status write, before its DELETE
+    terminated = final.status.container_statuses[0].state.terminated
+    assert final.status.phase == "Failed" and terminated.exit_code == 137 and terminated.signal == 9 and terminated.reason == "Error"
+    assert not final.status.container_statuses[0].ready
 
 
 def test_liveness_failure_restarts_container(core, recorder, tmp_path):
