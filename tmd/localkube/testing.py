@@ -212,6 +212,3 @@ def pod_pids(env_entry: str) -> list[int]:
                 continue
     return found
 
-
-def names(items: Sequence[Any]) -> list[str]:
-    return sorted(i.metadata.name for i in items)
