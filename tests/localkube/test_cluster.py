@@ -125,6 +125,9 @@ def test_cli_with_kubectl_sigterm_and_crash_recovery(tmp_path: Path):
         proc, _ = start_cli(data)  # same data dir → same port (kubeconfig unchanged) → adopted
         out = run_kubectl(cluster, "get", "pod", "cli-pod", "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.phase}").stdout
         assert out == "0 Running" and pod_pids("MARK=cli-pod") == [pid]
+        second = subprocess.run([sys.executable, "-m", "tmd", "localkube", "--data-dir", str(data)], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, timeout=60)
+        assert second.returncode == 1 and f"is in use by localkube pid {proc.pid}" in second.stderr, second.stderr
         assert stop_cli(proc) == 0
         assert not alive(pid) and pod_pids("MARK=cli-pod") == []
     finally:

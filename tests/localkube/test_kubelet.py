@@ -143,7 +143,8 @@ def test_pod_runs_on_its_own_ip_with_logs_and_readiness(kubectl, core, recorder)
     assert live.status.qos_class == "Guaranteed" and live.status.start_time is not None
     assert {c.type for c in live.status.conditions} >= {"PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"}
     status = live.status.container_statuses[0]
-    assert status.ready and status.started and status.restart_count == 0 and status.state.running and status.container_id
+    previous = kubectl("logs", name, "--previous", check=False) if status.restart_count else None
+    assert status.ready and status.started and status.restart_count == 0 and status.state.running and status.container_id, previous
     with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
         assert response.read().decode() == f"hello from {ip}"
     logs = wait_for(lambda: (out := kubectl("logs", name).stdout) and "GET /" in out and out, message="request log line")
@@ -201,6 +202,18 @@ def test_graceful_delete_sigterm_then_sigkill(core, recorder, tmp_path):
     core.create_namespaced_pod("default", pod(name, STUBBORN, grace=2, env=[{"name": "MARKER", "value": str(marker)}]))
     wait_for(lambda: read(core, name).status.phase == "Running" and marker.exists(), message="running")
     pid = int(marker.read_text().split()[1])
+    events: list[tuple[str, client.V1Pod]] = []
+    rv = read(core, name).metadata.resource_version
+
+    def follow() -> None:
+        for event in watch.Watch().stream(core.list_namespaced_pod, "default", field_selector=f"metadata.name={name}",
+                                          resource_version=rv, timeout_seconds=30):
+            events.append((event["type"], event["object"]))
+            if event["type"] == "DELETED":
+                return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
     began = time.monotonic()
     core.delete_namespaced_pod(name, "default")
     deleting = read(core, name)
@@ -210,6 +223,12 @@ def test_graceful_delete_sigterm_then_sigkill(core, recorder, tmp_path):
     wait_for(lambda: not core.list_namespaced_pod("default", field_selector=f"metadata.name={name}").items, timeout=20, message="pod removed")
     assert time.monotonic() - began >= 2.0
     wait_for(lambda: start_ticks(pid) is None, timeout=5, message="SIGKILL")
+    follower.join(10)
+    assert events and events[-1][0] == "DELETED", [t for t, _ in events]
+    final = events[-2][1]  # the kubelet's last status write, before its DELETE
+    terminated = final.status.container_statuses[0].state.terminated
+    assert final.status.phase == "Failed" and terminated.exit_code == 137 and terminated.signal == 9 and terminated.reason == "Error"
+    assert not final.status.container_statuses[0].ready
 
 
 def test_liveness_failure_restarts_container(core, recorder, tmp_path):
@@ -246,6 +265,45 @@ def test_in_place_resize_keeps_the_process(core, recorder, tmp_path):
     pending = wait_for(lambda: next((c for c in read(core, name).status.conditions if c.type == "PodResizePending"), None), message="pending")
     assert pending.reason == "Infeasible"
     assert container_status(core, name).resources.limits["cpu"] == "2"
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
+
+
+def test_init_containers_and_missing_config(core, recorder, tmp_path):
+    """Init containers run first, in order; a container whose ConfigMap is missing waits with
+    CreateContainerConfigError and starts once the ConfigMap exists."""
+    name = "initialised"
+    shared = tmp_path / "shared"
+    manifest = pod(name, f"import os\nprint(open({str(shared)!r}).read(), os.environ['GREETING'], flush=True)\nimport time\nwhile True: time.sleep(1)",
+                   grace=1, env=[{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "late-config", "key": "greeting"}}}])
+    manifest["spec"]["initContainers"] = [
+        {"name": f"init-{i}", "image": "busybox", "command": [PY, "-c", f"open({str(shared)!r}, 'a').write('step{i} ')"]} for i in (1, 2)
+    ]
+    core.create_namespaced_pod("default", manifest)
+    waiting = wait_for(lambda: (s := container_status(core, name)) and s.state.waiting and s.state.waiting.reason == "CreateContainerConfigError" and s,
+                       message="CreateContainerConfigError")
+    assert 'configmap "late-config" not found' in waiting.state.waiting.message
+    live = read(core, name)
+    assert live.status.phase == "Pending" and [c.state.terminated.reason for c in live.status.init_container_statuses] == ["Completed", "Completed"]
+    assert {c.type: c.status for c in live.status.conditions}["Initialized"] == "True"
+    assert shared.read_text() == "step1 step2 "
+    core.create_namespaced_config_map("default", {"metadata": {"name": "late-config"}, "data": {"greeting": "hi"}})
+    wait_for(lambda: read(core, name).status.phase == "Running", timeout=20, message="running after the ConfigMap appeared")
+    assert "step1 step2  hi" in wait_for(lambda: core.read_namespaced_pod_log(name, "default"), message="log")
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
+
+
+def test_startup_and_tcp_probes(core, recorder):
+    """A startup probe (tcpSocket) gates `started` and readiness; an exec readiness probe follows."""
+    name = "slow-start"
+    script = ("import os, socket, time\ntime.sleep(1.5)\ns = socket.socket(); s.bind((os.environ['POD_IP'], 9090)); s.listen()\n"
+              "while True: time.sleep(1)")
+    core.create_namespaced_pod("default", pod(name, script, grace=1, env=DOWNWARD_ENV[:1],
+                                              startupProbe={"tcpSocket": {"port": 9090}, "periodSeconds": 1, "failureThreshold": 10},
+                                              readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1}))
+    early = wait_for(lambda: container_status(core, name), message="status")
+    assert not early.started and not early.ready
+    ready = wait_for(lambda: (s := container_status(core, name)) and s.ready and s, timeout=20, message="ready after startup probe")
+    assert ready.started and ready.restart_count == 0
     core.delete_namespaced_pod(name, "default", grace_period_seconds=1)
 
 

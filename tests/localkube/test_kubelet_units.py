@@ -21,7 +21,7 @@ from tmd.localkube.kubelet.ipam import IPAM, next_free
 from tmd.localkube.kubelet.node import NodeSpec, lease_object, micro_time, node_object, node_status
 from tmd.localkube.kubelet.probes import ProbeState, ProbeTiming, resolve_port
 from tmd.localkube.kubelet.process import ContainerProcess, ProcessIdentity, exit_code_of, start_ticks
-from tmd.localkube.kubelet.resources import fits, qos_class, quantity, resource_field_value
+from tmd.localkube.kubelet.resources import fits, pod_requests, qos_class, quantity, resize_blocker, resource_field_value
 from tmd.localkube.kubelet.status import ContainerRecord, PodView, Terminated, pod_phase, pod_status
 
 
@@ -43,6 +43,17 @@ def test_next_free_skips_taken_and_network_addresses():
     assert next_free(set()) == "127.0.0.2"
     taken = {f"127.0.0.{i}" for i in range(2, 255)}
     assert next_free(taken) == "127.0.1.1"
+
+
+def test_ipam_subnet_is_kept_by_the_data_dir(tmp_path: Path):
+    assert next_free(set(), "127.200.3.0/24") == "127.200.3.2"
+    ipam = IPAM(tmp_path / "ipam.json", "127.200.3.0/24")
+    assert ipam.assign("a") == "127.200.3.2"
+    assert IPAM(tmp_path / "ipam.json").assign("b") == "127.200.3.3"  # a restart keeps the subnet in use
+    with pytest.raises(ValueError, match="not a loopback subnet"):
+        IPAM(tmp_path / "other.json", "10.0.0.0/24")
+    with pytest.raises(RuntimeError, match="no addresses left"):
+        next_free({"127.9.9.2"}, "127.9.9.0/30")
 
 
 def test_ipam_is_stable_unique_and_persistent(tmp_path: Path):
@@ -141,6 +152,16 @@ def test_qos_class(resources, expected):
 def test_fits():
     assert fits({"cpu": quantity("2")}, {"cpu": quantity("2")}, {"cpu": "4"}) == []
     assert fits({"cpu": quantity("2")}, {"cpu": quantity("2500m")}, {"cpu": "4"}) == ["cpu"]
+
+
+def test_resize_admission():
+    desired = pod_requests([{"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}, {"resources": {"requests": {"cpu": "500m"}}}])
+    assert desired == {"cpu": quantity("2.5"), "memory": quantity("1Gi")}
+    assert resize_blocker(desired, {"cpu": quantity("1")}, {"cpu": "4", "memory": "8Gi"}) is None
+    reason, message = resize_blocker(desired, {"cpu": quantity("2")}, {"cpu": "4", "memory": "8Gi"})
+    assert (reason, message) == ("Deferred", "Node didn't have enough resource: cpu")
+    reason, message = resize_blocker({"cpu": quantity("5")}, {}, {"cpu": "4"})
+    assert reason == "Infeasible" and "cpu, requested: 5, capacity: 4" in message
 
 
 # ---- probes --------------------------------------------------------------------------------------
@@ -256,12 +277,23 @@ def test_process_group_spawn_stop_and_adopt(tmp_path: Path):
 def test_adopted_process_exit_is_seen(tmp_path: Path):
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"], start_new_session=True)
-        adopted = ContainerProcess.adopt(ProcessIdentity(child.pid, start_ticks(child.pid) or 0))
+        # a grandchild whose parent exits at once: like a pod process after a crash of localkube
+        spawner = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],"
+                   " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+        pid = int(subprocess.run([sys.executable, "-c", spawner], capture_output=True, text=True, check=True).stdout)
+        adopted = ContainerProcess.adopt(ProcessIdentity(pid, start_ticks(pid) or 0))
         assert adopted is not None
         waiter = adopted.watch(loop)
-        await asyncio.sleep(0.5)
-        child.wait()  # we are its parent here; a real adoption's parent is init
-        assert await asyncio.wait_for(waiter, 2) is None  # exit code of a non-child is unknown
+        os.kill(pid, signal.SIGTERM)
+        assert await asyncio.wait_for(waiter, 5) is None  # a non-child's exit code cannot be read
+
+        # an adopted process that is this process's own child (in-process restart) is reaped with its code
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(); raise SystemExit(7)"], stdin=subprocess.PIPE, start_new_session=True)
+        own = ContainerProcess.adopt(ProcessIdentity(child.pid, start_ticks(child.pid) or 0))
+        assert own is not None
+        waiter = own.watch(loop)
+        child.stdin.close()
+        assert await asyncio.wait_for(waiter, 5) == 7
+        child.returncode = 7  # reaped above; keeps Popen.__del__ quiet
 
     asyncio.run(scenario())

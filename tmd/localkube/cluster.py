@@ -5,7 +5,9 @@ background thread for synchronous callers (tests, `tmd up`)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import logging
 import threading
 from concurrent.futures import Future
@@ -17,6 +19,7 @@ import yaml
 
 from .apiserver import APIServer
 from .kubelet import BackoffPolicy, Kubelet, KubeletConfig, NodeSpec
+from .kubelet.ipam import DEFAULT_SUBNET
 
 log = logging.getLogger("tmd.localkube")
 T = TypeVar("T")
@@ -40,6 +43,8 @@ class ClusterConfig:
     node_labels: Mapping[str, str] = field(default_factory=dict)
     lease_period: float = 10.0
     shutdown_grace: float = 10.0
+    server_options: Mapping[str, Any] = field(default_factory=dict)  # extra APIServer keywords (bookmark_interval, ...)
+    pod_subnet: str = DEFAULT_SUBNET
 
     def node_specs(self) -> list[NodeSpec]:
         zones = ZONES[: max(1, min(self.zones, len(ZONES)))]
@@ -69,6 +74,10 @@ def kubeconfig_text(url: str, name: str = "localkube") -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+class ClusterError(Exception):
+    """The cluster cannot start (a user-facing message, no traceback)."""
+
+
 class Cluster:
     """API server + kubelets in the running loop."""
 
@@ -77,6 +86,26 @@ class Cluster:
         self.data_dir = Path(config.data_dir)
         self.server: APIServer | None = None
         self.kubelets: list[Kubelet] = []
+        self._lock: int | None = None
+
+    def _take_data_dir(self) -> None:
+        """One localkube per data directory: two would run every pod twice and fight over state."""
+        fd = os.open(self.data_dir / "localkube.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ClusterError(f"data directory {self.data_dir} is in use by localkube pid {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+
+    def _release_data_dir(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -99,21 +128,24 @@ class Cluster:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_data_dir()
         port = self.config.port if self.config.port is not None else self._saved_port()
-        self.server = APIServer(self.data_dir, host=self.config.host, port=port, version=self.config.version)
+        options = dict(self.config.server_options)
+        self.server = APIServer(self.data_dir, host=self.config.host, port=port, version=self.config.version, **options)
         try:
             await self.server.start()
         except OSError:
             if self.config.port is not None or port == 0:
                 raise
             log.warning("port %s of the previous run is taken; using another one", port)
-            self.server = APIServer(self.data_dir, host=self.config.host, port=0, version=self.config.version)
+            self.server = APIServer(self.data_dir, host=self.config.host, port=0, version=self.config.version, **options)
             await self.server.start()
         (self.data_dir / "localkube.json").write_text(json.dumps({"port": self.port, "url": self.url}))
         self.kubeconfig.write_text(kubeconfig_text(self.url))
         self.kubelets = [
             Kubelet(KubeletConfig(node=spec, server=self.url, data_dir=self.data_dir, backoff=self.config.backoff,
-                                  lease_period=self.config.lease_period, shutdown_grace=self.config.shutdown_grace))
+                                  lease_period=self.config.lease_period, shutdown_grace=self.config.shutdown_grace,
+                                  pod_subnet=self.config.pod_subnet))
             for spec in self.config.node_specs()
         ]
         await asyncio.gather(*(k.start() for k in self.kubelets))
@@ -129,6 +161,7 @@ class Cluster:
         self.kubelets = []
         if self.server is not None:
             await self.server.stop()
+        self._release_data_dir()
         log.info("localkube stopped")
 
 
@@ -155,11 +188,14 @@ class LocalCluster:
         node_labels: Mapping[str, str] | None = None,
         lease_period: float = 10.0,
         shutdown_grace: float = 10.0,
+        server_options: Mapping[str, Any] | None = None,
+        pod_subnet: str = DEFAULT_SUBNET,
     ) -> None:
         self.config = ClusterConfig(
             data_dir=Path(data_dir), nodes=nodes, node_cpus=str(node_cpus), node_memory=node_memory, zones=zones, port=port,
             host=host, version=version, backoff=BackoffPolicy(backoff_base, backoff_cap), node_labels=dict(node_labels or {}),
-            lease_period=lease_period, shutdown_grace=shutdown_grace,
+            lease_period=lease_period, shutdown_grace=shutdown_grace, server_options=dict(server_options or {}),
+            pod_subnet=pod_subnet,
         )
         self._cluster: Cluster | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,8 +221,19 @@ class LocalCluster:
         return self._cluster.port
 
     @property
+    def api_server(self) -> APIServer:
+        """The running APIServer object (for in-process inspection in tests)."""
+        assert self._cluster is not None and self._cluster.server is not None, "cluster not started"
+        return self._cluster.server
+
+    @property
     def node_names(self) -> list[str]:
         return [spec.name for spec in self.config.node_specs()]
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread running the cluster's event loop (None when stopped)."""
+        return self._thread
 
     @property
     def running(self) -> bool:

@@ -10,8 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .cluster import Cluster, ClusterConfig
+from .cluster import Cluster, ClusterConfig, ClusterError
 from .kubelet import BackoffPolicy
+from .kubelet.ipam import DEFAULT_SUBNET
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-memory", default="8Gi", help="allocatable memory of each node, virtual (default 8Gi)")
     parser.add_argument("--zones", type=int, default=3, help="spread nodes over this many topology zones (default 3)")
     parser.add_argument("--data-dir", type=Path, default=Path(".tmd/localkube"), help="state directory (default .tmd/localkube)")
+    parser.add_argument("--pod-subnet", default=DEFAULT_SUBNET, help="loopback subnet for pod IPs (default 127.0.0.0/8: 127.0.0.2, 127.0.0.3, ...)")
     parser.add_argument("--backoff-base", type=float, default=10.0, help="first crash-loop back-off in seconds (default 10)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -31,7 +33,15 @@ def _validate(args: argparse.Namespace) -> str | None:
         return "--nodes must be at least 1"
     if args.port is not None and not 0 <= args.port <= 65535:
         return "--port must be between 0 and 65535"
+    import ipaddress
+
     from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        if not ipaddress.IPv4Network(args.pod_subnet).subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            return f"--pod-subnet must lie within 127.0.0.0/8, got {args.pod_subnet!r}"
+    except ValueError as error:
+        return f"--pod-subnet: {error}"
 
     for flag, value in (("--node-cpus", args.node_cpus), ("--node-memory", args.node_memory)):
         try:
@@ -45,7 +55,7 @@ def _validate(args: argparse.Namespace) -> str | None:
 async def serve(args: argparse.Namespace) -> int:
     config = ClusterConfig(
         data_dir=args.data_dir, nodes=args.nodes, node_cpus=args.node_cpus, node_memory=args.node_memory, zones=args.zones,
-        port=args.port, host=args.host, backoff=BackoffPolicy(base=args.backoff_base),
+        port=args.port, host=args.host, backoff=BackoffPolicy(base=args.backoff_base), pod_subnet=args.pod_subnet,
     )
     cluster = Cluster(config)
     stop = asyncio.Event()
@@ -58,7 +68,7 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"kubeconfig: {cluster.kubeconfig.resolve()}", flush=True)
         print(f"try: KUBECONFIG={cluster.kubeconfig.resolve()} kubectl get nodes", flush=True)
         await stop.wait()
-    except OSError as error:
+    except (OSError, ClusterError) as error:
         print(f"localkube: cannot start: {error}", file=sys.stderr)
         await cluster.stop()
         return 1

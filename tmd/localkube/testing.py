@@ -56,6 +56,14 @@ def run_kubectl(
     return done
 
 
+def random_pod_subnet() -> str:
+    """A /24 of its own for a test cluster, away from 127.0.0.x, so that clusters of tests running
+    side by side (or other programs on 127.0.0.N) never share a pod address."""
+    import random
+
+    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.0/24"
+
+
 @contextmanager
 def isolated_env(cluster: LocalCluster) -> Iterator[None]:
     """Point KUBECONFIG and KUBECACHEDIR at the cluster for the duration (restored afterwards)."""
@@ -77,7 +85,7 @@ def local_cluster(data_dir: Path, **kwargs: Any) -> Iterator[LocalCluster]:
     """A started cluster with test-friendly defaults (short back-off), environment isolated."""
     from .cluster import LocalCluster
 
-    cluster = LocalCluster(data_dir, **{**TEST_DEFAULTS, **kwargs})
+    cluster = LocalCluster(data_dir, **{**TEST_DEFAULTS, "pod_subnet": random_pod_subnet(), **kwargs})
     cluster.start()
     try:
         with isolated_env(cluster):
@@ -171,8 +179,10 @@ class KopfProcess:
     def __enter__(self) -> "KopfProcess":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:  # shown by pytest with the failure
+            print(f"---- kopf log ({self.log_path}) ----\n" + "\n".join(self.log.splitlines()[-200:]))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
@@ -202,6 +212,3 @@ def pod_pids(env_entry: str) -> list[int]:
                 continue
     return found
 
-
-def names(items: Sequence[Any]) -> list[str]:
-    return sorted(i.metadata.name for i in items)

@@ -4,6 +4,7 @@ is garbage-collected with its owner), status writes from handlers and a timer, a
 
 from __future__ import annotations
 
+import os
 import sys
 
 import kopf
@@ -15,6 +16,10 @@ GROUP, VERSION, PLURAL = "localkube.tmd.dev", "v1", "echoes"
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     kubernetes.config.load_kube_config()
+    # optional kopf 1.45 list/watch modes (localkube.md §8 check 17): watch-list streaming, chunked lists
+    settings.watching.initial_streaming = os.environ.get("KOPF_INITIAL_STREAMING") == "1"
+    if os.environ.get("KOPF_CHUNK_SIZE"):
+        settings.watching.chunk_size = int(os.environ["KOPF_CHUNK_SIZE"])
 
 
 def child_pod(name: str, node: str) -> dict:

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from .controllers import Controllers
 from .registry import Registry
-from .routes import Handlers, log_path
+from .logs import log_path
+from .routes import Handlers
 from .store import Store
 
 __all__ = ["APIServer", "log_path"]
@@ -95,6 +96,7 @@ class APIServer:
                 self.registry.create(sa_rt, name, {"metadata": {"name": "default"}})
 
     async def stop(self) -> None:
+        log.info("apiserver stopping")
         if self._controllers:
             await self._controllers.stop()
         if self._store:
@@ -110,6 +112,7 @@ class APIServer:
             self._runner = None
         if self._store:
             self._store.close()
+            log.info("apiserver stopped revision=%d", self._store.revision)
             self._store = None
 
     # convenience for in-process callers (tests, the cluster runner)

@@ -23,6 +23,7 @@ MODELS = {
 FREE_FORM = {"V1JSONSchemaProps", "V1ManagedFieldsEntry", "V1CustomResourceValidation"}
 
 Tree = dict[str, Any]  # wire name -> sub tree | None (leaf / free form); "*" = map values
+ZERO = {str: "", int: 0, bool: False}
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -96,3 +97,50 @@ def unknown_fields(obj: Any, tree: Tree | None, path: str = "", drop: bool = Tru
         else:
             found += unknown_fields(obj[k], tree[k], sub_path, drop)
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def _required(model: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(required scalar fields -> Go zero value, fields -> nested model or ('*', model)) of a model."""
+    zeros: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+        wire = info.serialization_alias or name
+        container, inner = _unwrap(info.annotation)
+        if container is None and info.is_required() and inner in ZERO:
+            zeros[wire] = ZERO[inner]
+        if isinstance(inner, type) and hasattr(inner, "model_fields") and inner.__name__ not in FREE_FORM:
+            nested[wire] = (container, inner)
+    return zeros, nested
+
+
+def fill_go_zero_values(obj: Any, kind: str) -> None:
+    """Add required scalar fields a Go struct would always serialise (`""`, `0`, `false`), in place.
+
+    The python client's strict models reject objects that lack them (e.g. `nodeInfo.bootID`).
+    """
+    name = MODELS.get(kind)
+    if not name:
+        return
+    from kubernetes.client import models
+    _fill(obj, getattr(models, name))
+
+
+def _fill(obj: Any, model: type) -> None:
+    if not isinstance(obj, dict):
+        return
+    zeros, nested = _required(model)
+    for k, v in zeros.items():
+        obj.setdefault(k, v)
+    for k, (container, inner) in nested.items():
+        value = obj.get(k)
+        if value is None:
+            continue
+        if container == "list" and isinstance(value, list):
+            for x in value:
+                _fill(x, inner)
+        elif container == "dict" and isinstance(value, dict):
+            for x in value.values():
+                _fill(x, inner)
+        elif container is None:
+            _fill(value, inner)

@@ -25,6 +25,7 @@ class Controllers:
         self.period = period
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         registry.on_delete_started = self.kick
 
     def kick(self) -> None:
@@ -34,20 +35,24 @@ class Controllers:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop by flag rather than only by cancellation: `wait_for` may swallow a cancel (Python 3.11)."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            done, _ = await asyncio.wait([self._task], timeout=2.0)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=2.0)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.period)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self._stopping:
+                return
             for _ in range(20):  # settle cascades quickly, but yield between bursts
                 try:
                     changed = self.reconcile()

@@ -117,8 +117,14 @@ def internal(message: str) -> StatusError:
 
 # --- field errors (k8s.io/apimachinery/pkg/util/validation/field) ---------------------------------
 
+class GoLiteral(str):
+    """A value already rendered as Go prints it (e.g. `0x0`), shown without quotes."""
+
+
 def go_value(value: Any) -> str:
     """Render a value roughly the way Go's `%#v`/`%q` does in field errors."""
+    if isinstance(value, GoLiteral):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, bool):
@@ -168,7 +174,7 @@ class FieldError:
         elif self.kind == "TooLong":
             text = "Too long"
         elif self.kind == "TooMany":
-            text = "Too many"
+            text = f"Too many: {go_value(self.value)}" if self.has_value else "Too many"
         else:
             text = self.kind
         if self.detail:

@@ -44,6 +44,7 @@ class ResourceType:
     unconditional_update: bool = True
     crd: dict[str, Any] | None = None  # the CustomResourceDefinition for custom resources
     versions: list[str] = field(default_factory=list)  # all served versions (CRDs)
+    verbs: list[str] = field(default_factory=lambda: list(ALL_VERBS))
 
     @property
     def key(self) -> str:
@@ -76,7 +77,7 @@ class ResourceType:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(ALL_VERBS),
+            "verbs": list(self.verbs),
         }
         if self.short_names:
             main["shortNames"] = list(self.short_names)
@@ -144,6 +145,7 @@ def builtin_types() -> list[ResourceType]:
                   "type": ("type", ""),
               }),
         _core("ConfigMap", "configmaps", True, short_names=["cm"]),
+        _core("Binding", "bindings", True, verbs=["create"]),
         _core("Secret", "secrets", True, field_selectors={"type": ("type", "")}),
         _core("ServiceAccount", "serviceaccounts", True, short_names=["sa"]),
         ResourceType("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),

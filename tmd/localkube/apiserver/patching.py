@@ -69,13 +69,17 @@ def json_patch(target: dict[str, Any], ops: Any) -> dict[str, Any]:
         patch = jsonpatch.JsonPatch(ops)
     except (jsonpatch.InvalidJsonPatch, TypeError) as e:
         raise bad_request(str(e))
-    try:
-        return patch.apply(target)
-    except jsonpatch.JsonPatchTestFailed as e:
-        raise unprocessable(f"the server rejected our request due to an error in our request: {e}")
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException, jsonpatch.InvalidJsonPatch,
-            KeyError, IndexError, TypeError) as e:
-        raise unprocessable(f"the server rejected our request due to an error in our request: {e}")
+    doc = target
+    for op in patch._ops:  # one by one, so a failure names the operation like evanphx/json-patch does
+        try:
+            doc = op.apply(doc)
+        except jsonpatch.JsonPatchTestFailed:
+            raise unprocessable(f"the server rejected our request due to an error in our request: testing value "
+                                f"{op.location} failed: test failed")
+        except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException, jsonpatch.InvalidJsonPatch,
+                KeyError, IndexError, TypeError) as e:
+            raise unprocessable(f"the server rejected our request due to an error in our request: {e}")
+    return doc
 
 
 def strategic_merge(target: Any, patch: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from . import errors as E
 from . import schema as S
 from . import strategies
-from .builtin_fields import tree_for, unknown_fields
+from .builtin_fields import fill_go_zero_values, tree_for, unknown_fields
 from .errors import FieldError, StatusError
 from .kinds import ResourceType, builtin_types, crd_types, crd_version
 from .meta import deep_copy, generate_name, normalise_metadata, now, parse_time, rfc3339, validate_metadata
@@ -108,6 +108,11 @@ class Registry:
             raise E.bad_request(f"the body of the request was in an unknown format - object expected for {rt.kind}")
         kind = body.get("kind")
         api_version = body.get("apiVersion")
+        if rt.crd is not None:  # unstructured decoding needs both (runtime.NewMissingKindErr/VersionErr)
+            if not kind:
+                raise E.bad_request(f"Object 'Kind' is missing in '{_compact(body)}'")
+            if not api_version:
+                raise E.bad_request(f"Object 'apiVersion' is missing in '{_compact(body)}'")
         if kind and kind != rt.kind:
             raise E.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
         if api_version and api_version != rt.api_version and not (
@@ -164,6 +169,13 @@ class Registry:
         """Kind-specific defaulting and validation shared by create and update."""
         meta = obj["metadata"]
         normalise_metadata(meta)
+        if rt.kind == "Node":  # non-pointer structs: always serialised by Go
+            status = obj.setdefault("status", {})
+            if isinstance(status, dict):
+                status.setdefault("nodeInfo", {})
+                status.setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
+        if rt.crd is None:
+            fill_go_zero_values(obj, rt.kind)
         errs = validate_metadata(meta, rt.namespaced, rt.name_rule)
         if rt.crd is not None:
             errs += self._cr_admit(rt, obj)
@@ -207,6 +219,10 @@ class Registry:
                     break
             meta["name"] = name
         self._check_namespace(rt, ns, name)
+        if rt.crd is not None:
+            crd = self.store.get(CRD_KEY, "", rt.crd["metadata"]["name"])
+            if crd is None or crd["metadata"].get("deletionTimestamp"):
+                raise E.method_not_allowed("create not allowed while custom resource definition is terminating")
         for k in SERVER_METADATA + ("resourceVersion",):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
@@ -230,6 +246,10 @@ class Registry:
         errs = self._admit(rt, body, None)
         if errs:
             raise E.invalid(rt.kind, rt.group, name, errs)
+        if rt.kind == "CustomResourceDefinition":
+            fins = meta.setdefault("finalizers", [])
+            if CRD_CLEANUP not in fins:
+                fins.append(CRD_CLEANUP)
         key_ns = ns if rt.namespaced else ""
         if self.store.get(rt.key, key_ns, name) is not None:
             raise E.already_exists(rt.plural, rt.group, name)
@@ -259,7 +279,7 @@ class Registry:
                     raise E.stale(rt.plural, rt.group, name)
             elif not rt.unconditional_update:
                 raise E.invalid(rt.kind, rt.group, name, [E.invalid_field(
-                    "metadata.resourceVersion", "0x0", "must be specified for an update")])
+                    "metadata.resourceVersion", E.GoLiteral("0x0"), "must be specified for an update")])
         new = self._prepare_update(rt, body, old, subresource)
         return self._write_update(rt, ns, name, new, old, warnings, dry_run)
 
@@ -415,6 +435,8 @@ class Registry:
         t = now()
 
         if rt.kind == "Namespace":
+            if name in ("default", "kube-system", "kube-public"):
+                raise E.forbidden(rt.plural, rt.group, name, "this namespace may not be deleted")
             return self._delete_namespace(rt, name, old, new, dry_run)
 
         if rt.kind == "Pod" and _pod_graceful(old, grace):
@@ -489,6 +511,44 @@ class Registry:
         self.on_delete_started()
         return Outcome(new)
 
+    # --- scale (CRD subresources.scale) -------------------------------------------------------
+
+    def get_scale(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
+        obj = self.get(rt, ns, name)
+        paths = _scale_paths(rt)
+        meta = obj["metadata"]
+        scale: dict[str, Any] = {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {}, "status": {"replicas": 0}}
+        spec_replicas = _path_get(obj, paths.get("specReplicasPath", ""))
+        if isinstance(spec_replicas, int):
+            scale["spec"]["replicas"] = spec_replicas
+        status_replicas = _path_get(obj, paths.get("statusReplicasPath", ""))
+        if isinstance(status_replicas, int):
+            scale["status"]["replicas"] = status_replicas
+        selector = _path_get(obj, paths.get("labelSelectorPath", "")) if paths.get("labelSelectorPath") else None
+        if isinstance(selector, str):
+            scale["status"]["selector"] = selector
+        return scale
+
+    def update_scale(self, rt: ResourceType, ns: str, name: str, scale: Any) -> Outcome:
+        old = self.get(rt, ns, name)
+        if not isinstance(scale, dict) or not isinstance(scale.get("spec"), dict):
+            raise E.bad_request("the body of the request must be an autoscaling/v1 Scale")
+        replicas = scale["spec"].get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise E.invalid("Scale", "autoscaling", name, [E.invalid_field("spec.replicas", replicas,
+                                                                           "must be greater than or equal to 0")])
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise E.stale(rt.plural, rt.group, name)
+        new = copy.deepcopy(old)
+        _path_set(new, _scale_paths(rt).get("specReplicasPath", ".spec.replicas"), replicas)
+        out = self._write_update(rt, ns, name, new, old, [], False)
+        return Outcome(self.get_scale(rt, ns, name), out.warnings)
+
     # --- binding -----------------------------------------------------------------------------
 
     def bind(self, rt: ResourceType, ns: str, name: str, body: Any) -> None:
@@ -508,6 +568,33 @@ class Registry:
                       "lastTransitionTime": rfc3339(now())})
         status["conditions"] = conds
         self._commit([Change(rt.key, ns, name, new, old)])
+
+
+def _compact(body: Any) -> str:
+    import json
+    text = json.dumps(body, separators=(",", ":"))
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _scale_paths(rt: ResourceType) -> dict[str, str]:
+    return (crd_version(rt.crd, rt.version).get("subresources") or {}).get("scale") or {} if rt.crd else {}
+
+
+def _path_get(obj: Any, path: str) -> Any:
+    cur = obj
+    for part in [p for p in path.split(".") if p]:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _path_set(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = [p for p in path.split(".") if p]
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
 
 
 def _service_account(ns: str) -> dict[str, Any]:

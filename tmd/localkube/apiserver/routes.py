@@ -10,24 +10,25 @@ import base64
 import json
 import logging
 import pathlib
-import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import yaml
 from aiohttp import web
 
-from . import discovery, errors as E, tables
+from . import discovery, errors as E, protobuf, tables
 from .errors import StatusError
 from .kinds import ResourceType
-from .patching import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
+from .patching import (APPLY_PATCH, JSON_PATCH, STRATEGIC_PATCH, check_patch_type, json_patch, merge_patch,
+                       strategic_merge)
 from .registry import Registry
-from .selectors import label_matcher, parse_field_selector
-from .storage import Event
+from .selector import label_matcher, parse_field_selector
+from .logs import serve_log
+from .watch import serve_watch, wants_table
 
 log = logging.getLogger("tmd.localkube.apiserver")
 
 JSON = "application/json"
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+DUP_WARNINGS = web.RequestKey("dup_warnings", list)
 
 
 def dumps(obj: Any) -> bytes:
@@ -47,10 +48,6 @@ def error_response(err: StatusError) -> web.Response:
 
 def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
-
-
-class DuplicateFields(dict):  # type: ignore[type-arg]
-    """json object hook that records duplicate keys (fieldValidation reports them)."""
 
 
 def decode_body(raw: bytes, content_type: str, what: str = "object") -> tuple[Any, list[str]]:
@@ -76,14 +73,6 @@ def decode_body(raw: bytes, content_type: str, what: str = "object") -> tuple[An
     except (ValueError, UnicodeDecodeError) as e:
         prefix = "couldn't get version/kind; json parse error: " if what == "object" else "error decoding patch: "
         raise E.bad_request(prefix + str(e))
-
-
-def wants_table(accept: str) -> bool:
-    for part in accept.split(","):
-        params = [p.strip() for p in part.split(";")]
-        if "as=Table" in params and any(p == "g=meta.k8s.io" for p in params):
-            return True
-    return False
 
 
 def wants_partial(accept: str) -> bool:
@@ -186,6 +175,20 @@ class Handlers:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
         q = request.query
         method = request.method
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise E.method_not_allowed()
+        if rt.kind == "Binding":  # create-only: binds the pod named like the Binding
+            if name is not None or method != "POST":
+                raise E.method_not_allowed()
+            body = await self._body(request, "object")
+            pod_name = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+            self.registry.bind(self.registry.resolve("", "v1", "pods"), ns or "", pod_name, body)
+            return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "code": 201}, 201)
+        verb = {"GET": "get" if name else ("watch" if _flag(q.get("watch")) else "list"), "POST": "create",
+                "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}[method]
+        if not sub and verb not in rt.verbs:
+            raise E.method_not_allowed()
         if name is None:
             if method == "GET":
                 if _flag(q.get("watch")):
@@ -210,6 +213,8 @@ class Handlers:
             self.registry.bind(rt, ns, name, body)
             return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                             "code": 201}, 201)
+        if sub == "scale":
+            return await self._scale(request, rt, ns, name)
         if method == "GET":
             obj = self.registry.get(rt, ns, name)
             return self._object(request, rt, obj)
@@ -220,7 +225,6 @@ class Handlers:
         if method == "PATCH":
             ctype = request.content_type if request.headers.get("Content-Type") else ""
             raw = await request.read()
-            from .patching import check_patch_type
             check_patch_type(ctype, rt.builtin)
             patch, dups = decode_body(raw, ctype, "patch")
             if dups and self._validation(request) == "Strict" and ctype != JSON_PATCH:
@@ -242,18 +246,39 @@ class Handlers:
                                         "kind": rt.plural, "uid": obj["metadata"].get("uid", "")}})
         raise E.method_not_allowed()
 
+    async def _scale(self, request: web.Request, rt: ResourceType, ns: str, name: str) -> web.Response:
+        if request.method == "GET":
+            return respond(self.registry.get_scale(rt, ns, name))
+        if request.method == "PUT":
+            body = await self._body(request, "object")
+        elif request.method == "PATCH":
+            ctype = request.content_type if request.headers.get("Content-Type") else ""
+            check_patch_type(ctype, True)
+            patch, _ = decode_body(await request.read(), ctype, "patch")
+            current = self.registry.get_scale(rt, ns, name)
+            if ctype == JSON_PATCH:
+                body = json_patch(current, patch)
+            elif ctype == STRATEGIC_PATCH:
+                body = strategic_merge(current, patch)
+            else:
+                body = merge_patch(current, patch)
+        else:
+            raise E.method_not_allowed()
+        return respond(self.registry.update_scale(rt, ns, name, body).obj)
+
     async def _body(self, request: web.Request, what: str) -> Any:
         ctype = request.content_type if request.headers.get("Content-Type") else JSON
-        if ctype not in (JSON, "application/yaml", "*/*", "text/plain", "application/octet-stream"):
-            if "protobuf" in ctype or "cbor" in ctype:
-                raise E.unsupported_media_type([JSON, "application/yaml"])
         raw = await request.read()
+        if ctype == protobuf.PROTOBUF:
+            return protobuf.decode(raw)
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise E.unsupported_media_type([JSON, "application/yaml", protobuf.PROTOBUF])
         body, dups = decode_body(raw, ctype, what)
         if dups:
             mode = self._validation(request)
             if mode == "Strict":
                 raise E.bad_request("strict decoding error: " + ", ".join(f'duplicate field "{d}"' for d in dups))
-            request["dup_warnings"] = [f'duplicate field "{d}"' for d in dups] if mode == "Warn" else []
+            request[DUP_WARNINGS] = [f'duplicate field "{d}"' for d in dups] if mode == "Warn" else []
         return body
 
     def _validation(self, request: web.Request) -> str:
@@ -265,7 +290,7 @@ class Handlers:
 
     def _write_result(self, request: web.Request, outcome: Any, rt: ResourceType, created: bool = False
                       ) -> web.Response:
-        warnings = list(request.get("dup_warnings", [])) + outcome.warnings
+        warnings = list(request.get(DUP_WARNINGS, [])) + outcome.warnings
         status = 201 if created or outcome.created else 200
         resp = self._object(request, rt, outcome.obj, status)
         for w in warnings:
@@ -373,205 +398,16 @@ class Handlers:
         return respond({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                         "metadata": {"resourceVersion": str(self.registry.store.revision)}, "items": deleted})
 
-    # --- watch -------------------------------------------------------------------------------
+    # --- watch and logs ----------------------------------------------------------------------
 
     async def watch(self, request: web.Request, rt: ResourceType, ns: str | None) -> web.StreamResponse:
-        q = request.query
-        match = self._filters(request, rt)
-        filtered = bool(q.get("labelSelector") or q.get("fieldSelector"))
-        store = self.registry.store
-        bookmarks = _flag(q.get("allowWatchBookmarks"))
-        send_initial = _flag(q.get("sendInitialEvents"))
-        table = wants_table(request.headers.get("Accept", ""))
-        include = q.get("includeObject", "Metadata")
-        timeout = q.get("timeoutSeconds")
-        deadline = time.monotonic() + float(timeout) if timeout and timeout.isdigit() else None
-        rv_param = q.get("resourceVersion", "")
-        if send_initial and q.get("resourceVersionMatch") != "NotOlderThan":
-            raise E.invalid("ListOptions", "meta.k8s.io", "", [E.FieldError(
-                "Forbidden", "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to "
-                "NotOlderThan")])
-        scope = ns if rt.namespaced else None
-        # Subscribe and snapshot in one synchronous step: no event can fall between them.
-        watcher = store.subscribe(rt.key, scope)
-        initial: list[dict[str, Any]] = []
-        replay: list[Event] | None = []
-        too_old = None
-        if send_initial or rv_param in ("", "0"):
-            initial = [o for o in store.list(rt.key, scope) if match(o)]
-        else:
-            try:
-                since = int(rv_param)
-            except ValueError:
-                store.unsubscribe(watcher)
-                raise E.bad_request(f'invalid resource version "{rv_param}"')
-            replay = store.events_since(rt.key, scope, since)
-            if replay is None:
-                too_old = (since, store.compacted + 1)
-        snapshot_rv = store.revision
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
-        resp.enable_chunked_encoding()
-        first_table = [True]
-
-        def frame(typ: str, obj: dict[str, Any]) -> bytes:
-            if table and typ != "BOOKMARK" and typ != "ERROR":
-                obj = tables.table(rt, [obj], obj["metadata"].get("resourceVersion"), include,
-                                   with_columns=first_table[0])
-                first_table[0] = False
-            return dumps({"type": typ, "object": obj}) + b"\n"
-
-        def bookmark(rv: int, initial_end: bool = False) -> bytes:
-            meta: dict[str, Any] = {"resourceVersion": str(rv)}
-            if initial_end:
-                meta["annotations"] = {INITIAL_EVENTS_END: "true"}
-            return dumps({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                         "metadata": meta}}) + b"\n"
-
-        def convert(ev: Event) -> bytes | None:
-            obj = self.registry.render(rt, ev.obj)
-            if not filtered:
-                return frame(ev.type, obj)
-            now_m = ev.type != "DELETED" and match(ev.obj)
-            was_m = ev.prev is not None and match(ev.prev)
-            if ev.type == "DELETED":
-                return frame("DELETED", obj) if was_m else None
-            if now_m and was_m:
-                return frame("MODIFIED", obj)
-            if now_m:
-                return frame("ADDED", obj)
-            if was_m:
-                gone = dict(self.registry.render(rt, ev.prev))  # type: ignore[arg-type]
-                gone["metadata"] = dict(gone["metadata"], resourceVersion=str(ev.rv))
-                return frame("DELETED", gone)
-            return None
-
-        task = asyncio.current_task()
-        if task:
-            self.streams.add(task)
-        try:
-            await resp.prepare(request)
-            if too_old is not None:
-                err = E.gone(f"too old resource version: {too_old[0]} ({too_old[1]})")
-                await resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
-                return resp
-            chunk = b"".join(frame("ADDED", self.registry.render(rt, o)) for o in initial)
-            if send_initial:
-                chunk += bookmark(snapshot_rv, True)
-            for ev in replay or []:
-                line = convert(ev)
-                if line:
-                    chunk += line
-            if chunk:
-                await resp.write(chunk)
-            last_bookmark = time.monotonic()
-            while True:
-                wait = self.bookmark_interval - (time.monotonic() - last_bookmark) if bookmarks else None
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    wait = left if wait is None else min(wait, left)
-                try:
-                    ev = await asyncio.wait_for(watcher.queue.get(), wait) if wait is not None \
-                        else await watcher.queue.get()
-                except asyncio.TimeoutError:
-                    if bookmarks and time.monotonic() - last_bookmark >= self.bookmark_interval - 0.001:
-                        await resp.write(bookmark(store.revision))
-                        last_bookmark = time.monotonic()
-                    continue
-                if ev is None:  # server stopping
-                    break
-                out = [ev]
-                while not watcher.queue.empty():
-                    nxt = watcher.queue.get_nowait()
-                    if nxt is None:
-                        watcher.queue.put_nowait(None)
-                        break
-                    out.append(nxt)
-                data = b"".join(x for x in (convert(e) for e in out) if x)
-                if data:
-                    await resp.write(data)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            store.unsubscribe(watcher)
-            if task:
-                self.streams.discard(task)
-        try:
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass
-        return resp
-
-    # --- pods/log ----------------------------------------------------------------------------
+        return await serve_watch(request, self.registry, rt, ns, self._filters(request, rt),
+                                 self.bookmark_interval, self.streams)
 
     async def pod_log(self, request: web.Request, rt: ResourceType, ns: str, name: str) -> web.StreamResponse:
-        pod = self.registry.get(rt, ns, name)
-        q = request.query
-        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        init = [c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]
-        container = q.get("container")
-        if not container:
-            if len(containers) != 1:
-                raise E.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                    f"[{' '.join(containers)}]" + (f" or one of the init containers: "
-                                                                   f"[{' '.join(init)}]" if init else ""))
-            container = containers[0]
-        elif container not in containers + init:
-            raise E.bad_request(f"container {container} is not valid for pod {name}")
-        path = log_path(self.data_dir, ns, name, container, _flag(q.get("previous")))
-        tail = int(q["tailLines"]) if q.get("tailLines", "").lstrip("-").isdigit() else None
-        data = _read_tail(path, tail)
-        if not _flag(q.get("follow")):
-            return web.Response(body=data, content_type="text/plain")
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        await resp.write(data)
-        offset = path.stat().st_size if path.exists() else 0
-        try:
-            while True:
-                pod_now = self.registry.store.get(rt.key, ns, name)
-                if pod_now is None or pod_now["metadata"].get("uid") != pod["metadata"].get("uid"):
-                    break
-                if path.exists():
-                    size = path.stat().st_size
-                    if size < offset:
-                        offset = 0
-                    if size > offset:
-                        with path.open("rb") as f:
-                            f.seek(offset)
-                            chunk = f.read(size - offset)
-                        offset = size
-                        await resp.write(chunk)
-                phase = (pod_now.get("status") or {}).get("phase")
-                if phase in ("Succeeded", "Failed"):
-                    break
-                await asyncio.sleep(0.2)
-        except (ConnectionResetError, asyncio.CancelledError):
-            return resp
-        await resp.write_eof()
-        return resp
-
-
-def log_path(data_dir: pathlib.Path, ns: str, pod: str, container: str, previous: bool) -> pathlib.Path:
-    """Where the kubelet writes container output: `<data_dir>/pods/<ns>/<pod>/<container>[.previous].log`."""
-    return data_dir / "pods" / ns / pod / (f"{container}.previous.log" if previous else f"{container}.log")
-
-
-def _read_tail(path: pathlib.Path, tail: int | None) -> bytes:
-    if not path.exists():
-        return b""
-    data = path.read_bytes()
-    if tail is None or tail < 0:
-        return data
-    if tail == 0:
-        return b""
-    lines = data.splitlines(keepends=True)
-    return b"".join(lines[-tail:])
+        return await serve_log(request, self.registry, self.data_dir, rt, ns, name)
 
 
 def _dry(request: web.Request) -> bool:
     return request.query.get("dryRun") == "All"
 
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

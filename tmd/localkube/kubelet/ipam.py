@@ -1,8 +1,10 @@
-"""Loopback pod IPs (127.0.0.N), unique across the whole cluster and persisted across restarts.
+"""Loopback pod IPs, unique across the whole cluster and persisted across restarts.
 
 Linux routes all of 127.0.0.0/8 to `lo`, so every pod can bind its own address without setup.
-Assignments live in one JSON file guarded by `fcntl.flock`, so kubelets in one process or in
-several agree, and a restarted cluster gives a pod back the address it had.
+By default pods get 127.0.0.2, 127.0.0.3, …; a cluster may be given its own subnet (tests do, so
+that clusters running side by side on one machine never hand out the same address). Assignments
+live in one JSON file guarded by `fcntl.flock`, so kubelets in one process or in several agree,
+and a restarted cluster gives a pod back the address it had (the file's subnet wins on restart).
 """
 
 from __future__ import annotations
@@ -13,54 +15,59 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-FIRST = ipaddress.IPv4Address("127.0.0.2")  # 127.0.0.1 stays the host's (API server, node address)
-LAST = ipaddress.IPv4Address("127.255.255.254")
+DEFAULT_SUBNET = "127.0.0.0/8"
 
 
-def next_free(taken: set[str]) -> str:
-    """Lowest address from FIRST that is free, skipping .0 and .255 in every /24 for readability."""
-    ip = FIRST
-    while ip <= LAST:
-        last_octet = int(ip) & 0xFF
-        if last_octet not in (0, 255) and str(ip) not in taken:
+def next_free(taken: set[str], subnet: str = DEFAULT_SUBNET) -> str:
+    """Lowest free address of the subnet from its .2 (.1 is the host's: API server, node address),
+    skipping .0 and .255 in every /24 for readability."""
+    network = ipaddress.IPv4Network(subnet)
+    ip, last = network.network_address + 2, network.broadcast_address - 1
+    while ip <= last:
+        if int(ip) & 0xFF not in (0, 255) and str(ip) not in taken:
             return str(ip)
         ip += 1
-    raise RuntimeError("no loopback addresses left")
+    raise RuntimeError(f"no addresses left in pod subnet {subnet}")
 
 
 class IPAM:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, subnet: str = DEFAULT_SUBNET) -> None:
+        network = ipaddress.IPv4Network(subnet)
+        if not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            raise ValueError(f"pod subnet {subnet} is not a loopback subnet (127.0.0.0/8)")
         self.path = Path(path)
+        self.subnet = str(network)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
-    def _locked(self) -> Iterator[dict[str, str]]:
+    def _locked(self) -> Iterator[dict[str, Any]]:
         with open(self.path.with_suffix(".lock"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                assignments = json.loads(self.path.read_text()) if self.path.exists() else {}
-                before = dict(assignments)
-                yield assignments
-                if assignments != before:
+                state = json.loads(self.path.read_text()) if self.path.exists() else {"subnet": self.subnet, "assignments": {}}
+                before = json.dumps(state, sort_keys=True)
+                yield state
+                if json.dumps(state, sort_keys=True) != before or not self.path.exists():
                     tmp = self.path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(assignments, indent=1, sort_keys=True))
+                    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
                     os.replace(tmp, self.path)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def assign(self, pod_uid: str) -> str:
         """The pod's address: the one it already has, else the lowest free one."""
-        with self._locked() as assignments:
+        with self._locked() as state:
+            assignments = state["assignments"]
             if pod_uid not in assignments:
-                assignments[pod_uid] = next_free(set(assignments.values()))
+                assignments[pod_uid] = next_free(set(assignments.values()), state["subnet"])
             return assignments[pod_uid]
 
     def release(self, pod_uid: str) -> None:
-        with self._locked() as assignments:
-            assignments.pop(pod_uid, None)
+        with self._locked() as state:
+            state["assignments"].pop(pod_uid, None)
 
     def assignments(self) -> dict[str, str]:
-        with self._locked() as assignments:
-            return dict(assignments)
+        with self._locked() as state:
+            return dict(state["assignments"])

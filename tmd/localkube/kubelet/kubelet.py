@@ -19,7 +19,7 @@ import aiohttp
 from .backoff import BackoffPolicy
 from .client import APIError, KubeClient
 from .env import configmap_data, referenced_sources, secret_data
-from .ipam import IPAM
+from .ipam import DEFAULT_SUBNET, IPAM
 from .node import NodeSpec, capacity, lease_object, micro_time, node_object, node_status
 from .pod_worker import PodWorker
 from .process import ContainerProcess, ProcessIdentity
@@ -46,6 +46,7 @@ class KubeletConfig:
     status_period: float = 60.0
     shutdown_grace: float = 10.0  # cap on each pod's grace period when localkube itself stops
     base_env: Mapping[str, str] = field(default_factory=image_env)
+    pod_subnet: str = DEFAULT_SUBNET  # loopback subnet pod IPs come from (shared by all nodes)
 
 
 class Kubelet:
@@ -54,7 +55,7 @@ class Kubelet:
         self.node = config.node
         self.data_dir = Path(config.data_dir)
         self.state_dir = self.data_dir / "kubelet" / self.node.name
-        self.ipam = IPAM(self.data_dir / "kubelet" / "ipam.json")
+        self.ipam = IPAM(self.data_dir / "kubelet" / "ipam.json", config.pod_subnet)
         self.backoff = config.backoff
         self.base_env = dict(config.base_env)
         self.allocatable = capacity(self.node)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from .client import APIError
 from .env import EnvError, PodContext, container_argv, container_env
-from .probes import ProbeState, ProbeTiming, run_probe
+from .probes import run_container_probes, run_probe
 from .process import ContainerProcess, ProcessIdentity, exit_code_of
-from .resources import effective_requests, fits, qos_class, quantity
+from .resources import pod_requests, qos_class, resize_blocker
 from .status import Condition, ContainerRecord, PodView, Terminated, exit_reason, now_rfc3339, pod_phase, pod_status
 
 if TYPE_CHECKING:
@@ -467,65 +467,27 @@ class PodWorker:
 
     # ---- probes ------------------------------------------------------------------------------
     async def _probe(self, slot: Slot, process: ContainerProcess) -> None:
-        record = slot.record
-        spec = slot.spec
-        session = self.kubelet.probe_session
-        start = self.loop.time()
+        worker, record, session = self, slot.record, self.kubelet.probe_session
 
-        async def sleep_until(offset: float) -> None:
-            await asyncio.sleep(max(0.0, start + offset - self.loop.time()))
+        class Listener:
+            def started(self) -> None:
+                record.started = True
+                record.ready = not slot.spec.get("readinessProbe")
+                worker.wake.set()
+
+            def readiness(self, ready: bool) -> None:
+                record.ready = ready
+                if not ready:
+                    worker.kubelet.event(worker.pod, "Warning", "Unhealthy", "Readiness probe failed")
+                worker.wake.set()
+
+            def failed(self, probe: dict[str, Any], message: str) -> None:
+                worker._kill(slot, process, probe, message)
 
         async def attempt(probe: dict[str, Any]) -> bool:
-            return await run_probe(probe, self.pod_ip or "127.0.0.1", spec, slot.env, session)
+            return await run_probe(probe, self.pod_ip or "127.0.0.1", slot.spec, slot.env, session)
 
-        startup = spec.get("startupProbe")
-        if startup:
-            timing = ProbeTiming.of(startup)
-            state = ProbeState(timing, initial=False)
-            await sleep_until(timing.initial_delay)
-            while True:
-                state.record(await attempt(startup))
-                if state.result:
-                    record.started = True
-                    record.ready = not spec.get("readinessProbe")
-                    self.wake.set()
-                    break
-                if state.failed_out:
-                    self._kill(slot, process, startup, f"Startup probe failed")
-                    return
-                await asyncio.sleep(timing.period)
-            start = self.loop.time()
-
-        async def readiness(probe: dict[str, Any]) -> None:
-            timing = ProbeTiming.of(probe)
-            state = ProbeState(timing, initial=False)
-            await sleep_until(timing.initial_delay)
-            while True:
-                if state.record(await attempt(probe)):
-                    record.ready = state.result
-                    if not state.result:
-                        self.kubelet.event(self.pod, "Warning", "Unhealthy", f"Readiness probe failed")
-                    self.wake.set()
-                await asyncio.sleep(timing.period)
-
-        async def liveness(probe: dict[str, Any]) -> None:
-            timing = ProbeTiming.of(probe)
-            state = ProbeState(timing, initial=True)
-            await sleep_until(timing.initial_delay)
-            while True:
-                state.record(await attempt(probe))
-                if state.failed_out:
-                    self._kill(slot, process, probe, "Liveness probe failed")
-                    return
-                await asyncio.sleep(timing.period)
-
-        loops = []
-        if spec.get("readinessProbe"):
-            loops.append(readiness(spec["readinessProbe"]))
-        if spec.get("livenessProbe"):
-            loops.append(liveness(spec["livenessProbe"]))
-        if loops:
-            await asyncio.gather(*loops)
+        await run_container_probes(slot.spec, attempt, Listener())
 
     def _kill(self, slot: Slot, process: ContainerProcess, probe: dict[str, Any], message: str) -> None:
         grace = float(probe.get("terminationGracePeriodSeconds", self.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE)))
@@ -537,32 +499,16 @@ class PodWorker:
     # ---- in-place resize ---------------------------------------------------------------------
     def requests(self) -> dict[str, Decimal]:
         """What this pod holds on the node: the allocated (not desired) requests of its containers."""
-        totals: dict[str, Decimal] = {}
-        for slot in self.slots:
-            resources = slot.record.resources if slot.record.resources is not None else slot.spec.get("resources") or {}
-            for name, value in effective_requests({"resources": resources}).items():
-                totals[name] = totals.get(name, Decimal(0)) + quantity(value)
-        return totals
+        return pod_requests({"resources": s.record.resources if s.record.resources is not None else s.spec.get("resources") or {}} for s in self.slots)
 
     async def _step_resize(self) -> None:
         changed = [s for s in self.slots if s.record.resources is not None and (s.spec.get("resources") or {}) != s.record.resources]
         if not changed:
-            if self.resize is not None:
-                self.resize = None
+            self.resize = None
             return
-        desired: dict[str, Decimal] = {}
-        for slot in self.slots:
-            for name, value in effective_requests(slot.spec).items():
-                desired[name] = desired.get(name, Decimal(0)) + quantity(value)
-        allocatable = self.kubelet.allocatable
-        alone = fits(desired, {}, allocatable)
-        if alone:
-            self.resize = Condition("PodResizePending", True, "Infeasible", "Node didn't have enough capacity: " + ", ".join(
-                f"{n}, requested: {desired[n]}, capacity: {allocatable[n]}" for n in alone))
-            return
-        short = fits(desired, self.kubelet.requests_of_others(self.uid), allocatable)
-        if short:
-            self.resize = Condition("PodResizePending", True, "Deferred", "Node didn't have enough resource: " + ", ".join(short))
+        blocker = resize_blocker(pod_requests(s.spec for s in self.slots), self.kubelet.requests_of_others(self.uid), self.kubelet.allocatable)
+        if blocker is not None:
+            self.resize = Condition("PodResizePending", True, *blocker)
             return
         self.resize = Condition("PodResizeInProgress", True)
         await self.write_status()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
 import aiohttp
 
@@ -126,3 +126,66 @@ async def run_probe(probe: Obj, pod_ip: str, container: Obj, env: Mapping[str, s
     except ValueError:
         return False
     return False  # grpc probes are not supported by localkube: reported as failing
+
+
+class ProbeListener(Protocol):
+    """What the container's owner learns from its probes."""
+
+    def started(self) -> None: ...  # the startup probe succeeded
+
+    def readiness(self, ready: bool) -> None: ...  # the readiness result flipped
+
+    def failed(self, probe: Obj, message: str) -> None: ...  # startup/liveness failed out: kill the container
+
+
+async def run_container_probes(container: Obj, attempt: Callable[[Obj], Awaitable[bool]], listener: ProbeListener) -> None:
+    """Schedule one container's probes like the kubelet's prober: the startup probe first (its
+    success gates the others), then readiness and liveness concurrently, each on its own period."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def sleep_until(offset: float) -> None:
+        await asyncio.sleep(max(0.0, start + offset - loop.time()))
+
+    startup = container.get("startupProbe")
+    if startup:
+        timing = ProbeTiming.of(startup)
+        state = ProbeState(timing, initial=False)
+        await sleep_until(timing.initial_delay)
+        while True:
+            state.record(await attempt(startup))
+            if state.result:
+                listener.started()
+                break
+            if state.failed_out:
+                listener.failed(startup, "Startup probe failed")
+                return
+            await asyncio.sleep(timing.period)
+        start = loop.time()
+
+    async def readiness(probe: Obj) -> None:
+        timing = ProbeTiming.of(probe)
+        state = ProbeState(timing, initial=False)
+        await sleep_until(timing.initial_delay)
+        while True:
+            if state.record(await attempt(probe)):
+                listener.readiness(state.result)
+            await asyncio.sleep(timing.period)
+
+    async def liveness(probe: Obj) -> None:
+        timing = ProbeTiming.of(probe)
+        state = ProbeState(timing, initial=True)
+        await sleep_until(timing.initial_delay)
+        while True:
+            state.record(await attempt(probe))
+            if state.failed_out:
+                listener.failed(probe, "Liveness probe failed")
+                return
+            await asyncio.sleep(timing.period)
+
+    loops = []
+    if container.get("readinessProbe"):
+        loops.append(readiness(container["readinessProbe"]))
+    if container.get("livenessProbe"):
+        loops.append(liveness(container["livenessProbe"]))
+    await asyncio.gather(*loops)

@@ -74,3 +74,26 @@ def fits(requested: Mapping[str, Decimal], used: Mapping[str, Decimal], allocata
         if name in allocatable and used.get(name, Decimal(0)) + amount > quantity(allocatable[name]):
             short.append(name)
     return short
+
+
+def resize_blocker(desired: Mapping[str, Decimal], others: Mapping[str, Decimal], allocatable: Mapping[str, str]) -> tuple[str, str] | None:
+    """Why an in-place resize cannot be admitted now, as (PodResizePending reason, message), or None.
+
+    Infeasible: the pod alone would not fit the node; Deferred: it would, once other pods shrink or go.
+    """
+    alone = fits(desired, {}, allocatable)
+    if alone:
+        return "Infeasible", "Node didn't have enough capacity: " + ", ".join(
+            f"{name}, requested: {desired[name]}, capacity: {allocatable[name]}" for name in alone)
+    short = fits(desired, others, allocatable)
+    if short:
+        return "Deferred", "Node didn't have enough resource: " + ", ".join(short)
+    return None
+
+
+def pod_requests(containers: Iterable[Obj]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for container in containers:
+        for name, value in effective_requests(container).items():
+            totals[name] = totals.get(name, Decimal(0)) + quantity(value)
+    return totals
