@@ -47,6 +47,8 @@ class Packing:
         self.items = list(items)
         self.allocations: list[dict[int, int]] = [{} for _ in self.items]
         self.residents: list[set[int]] = [set() for _ in range(len(self.processors))]  # node → items on it
+        self.placed = 0
+        self.journal: list[tuple[int, int, int]] | None = None  # (item, node, ±count) while searching
 
     def copy(self) -> "Packing":
         other = object.__new__(Packing)
@@ -59,6 +61,8 @@ class Packing:
         other.items = self.items
         other.allocations = [dict(a) for a in self.allocations]
         other.residents = [set(r) for r in self.residents]
+        other.placed = self.placed
+        other.journal = None
         return other
 
     # --- accounting -------------------------------------------------------------------------
@@ -67,7 +71,7 @@ class Packing:
         return sum(self.allocations[item].values())
 
     def total_allocations(self) -> int:
-        return sum(sum(a.values()) for a in self.allocations)
+        return self.placed
 
     def memory_of(self, item: int, allocations: int) -> int:
         if allocations <= 0:
@@ -84,6 +88,9 @@ class Packing:
         self.free_memory[node] -= self.memory_of(item, before + count) - self.memory_of(item, before)
         self.allocations[item][node] = before + count
         self.residents[node].add(item)
+        self.placed += count
+        if self.journal is not None:
+            self.journal.append((item, node, count))
 
     def remove(self, item: int, node: int, count: int) -> None:
         before = self.allocations[item].get(node, 0)
@@ -98,6 +105,21 @@ class Packing:
             self.residents[node].discard(item)
         else:
             self.allocations[item][node] = before - count
+        self.placed -= count
+        if self.journal is not None:
+            self.journal.append((item, node, -count))
+
+    def rollback(self, mark: int) -> None:
+        """Undo the journalled changes made after `mark` (a former `len(journal)`)."""
+        assert self.journal is not None
+        while len(self.journal) > mark:
+            item, node, count = self.journal.pop()
+            journal, self.journal = self.journal, None
+            if count > 0:
+                self.remove(item, node, count)
+            else:
+                self.place(item, node, -count)
+            self.journal = journal
 
     def marginal_memory(self, item: int, node: int) -> int:
         """Memory one more allocation of `item` would take on `node`."""
@@ -237,6 +259,7 @@ def improve(
     minimum: Sequence[int],
     order: Sequence[int],
     budget: int,
+    depth: int = 1,
 ) -> None:
     """Local search: make room on one node for a deployment that still wants allocations.
 
@@ -244,62 +267,87 @@ def improve(
     nothing for a deployment that only fits there (e.g. one needing that node's memory). For
     each such (deployment, node), move the node's other allocations away (never below `floor`:
     one allocation of every kept existing (deployment, node) pair stays, Elasticsearch's
-    PreserveOneAllocation), place the deployment there, put the moved allocations back wherever
-    they fit, and keep the result only if more allocations are placed overall, no deployment
-    falls below its `minimum` (what it kept of its existing allocations) and none lost its last
-    allocation. `budget` bounds the number of attempts (a count, not a time, so plans stay
-    deterministic).
+    PreserveOneAllocation), place the deployment there, and put the moved allocations back
+    wherever they fit, making room for them the same way up to `depth` more levels. The result
+    is kept only if more allocations are placed overall, no deployment falls below its `minimum`
+    (what it kept of its existing allocations) and none lost its last allocation. `budget`
+    bounds the number of attempts (a count, not a time, so plans stay deterministic).
     """
-    while budget > 0:
-        improved = False
-        for item in order:
-            it = packing.items[item]
-            if packing.total(item) >= it.requested:
-                continue
-            candidates = np.flatnonzero((packing.processors >= it.threads) & (packing.memory >= it.first_memory))
-            for node in candidates:
-                if budget <= 0:
-                    return
-                budget -= 1
-                if _make_room(packing, floor, minimum, item, int(node)):
-                    improved = True
-                    if packing.total(item) >= it.requested:
-                        break
-        if not improved:
-            return
+    search = _Search(packing, floor, minimum, budget)
+    packing.journal = []
+    try:
+        while search.budget > 0:
+            improved = False
+            for item in order:
+                if packing.total(item) >= packing.items[item].requested:
+                    continue
+                for node in search.candidates(item):
+                    if search.budget <= 0:
+                        return
+                    if search.make_room(item, int(node), depth):
+                        improved = True
+                        packing.journal.clear()
+                        if packing.total(item) >= packing.items[item].requested:
+                            break
+            if not improved:
+                return
+    finally:
+        packing.journal = None
 
 
-def _make_room(
-    packing: Packing, floor: Sequence[Mapping[int, int]], minimum: Sequence[int], item: int, node: int
-) -> bool:
-    others = sorted(
-        e for e in packing.residents[node] if e != item and packing.allocations[e][node] > floor[e].get(node, 0)
-    )
-    if not others:
+class _Search:
+    def __init__(self, packing: Packing, floor: Sequence[Mapping[int, int]], minimum: Sequence[int], budget: int):
+        self.packing = packing
+        self.floor = floor
+        self.minimum = minimum
+        self.budget = budget
+
+    def candidates(self, item: int) -> np.ndarray:
+        """Nodes the item would fit on if they were empty, and on which it can still grow."""
+        p = self.packing
+        it = p.items[item]
+        return np.flatnonzero((p.processors >= it.threads) & (p.memory >= it.first_memory))
+
+    def make_room(self, item: int, node: int, depth: int) -> bool:
+        p = self.packing
+        assert p.journal is not None
+        self.budget -= 1
+        others = sorted(
+            e for e in p.residents[node] if e != item and p.allocations[e][node] > self.floor[e].get(node, 0)
+        )
+        if not others:
+            return False
+        mark = len(p.journal)
+        placed_before = p.placed
+        moved = {}
+        for e in others:
+            moved[e] = p.allocations[e][node] - self.floor[e].get(node, 0)
+            p.remove(e, node, moved[e])
+        only_here = np.zeros(len(p.processors), dtype=bool)
+        only_here[node] = True
+        if p.fill(item, p.items[item].requested - p.total(item), only_here) > 0:
+            for e in sorted(others, key=lambda e: (p.items[e].threads, p.items[e].first_memory, e)):
+                short = moved[e] - p.fill(e, moved[e])
+                if short > 0 and depth > 0:
+                    for other_node in self.candidates(e):
+                        if other_node == node or self.budget <= 0:
+                            continue
+                        if self.make_room(e, int(other_node), depth - 1) and p.total(e) >= p.items[e].requested:
+                            break
+            if p.placed > placed_before and self._keeps_minimums(mark):
+                return True
+        p.rollback(mark)
         return False
-    touched = [item, *others]
-    saved_allocations = {e: dict(packing.allocations[e]) for e in touched}
-    saved = (packing.free_processors.copy(), packing.free_memory.copy())
-    before = {e: packing.total(e) for e in touched}
-    moved = {}
-    for e in others:
-        moved[e] = packing.allocations[e][node] - floor[e].get(node, 0)
-        packing.remove(e, node, moved[e])
-    only_here = np.zeros(len(packing.processors), dtype=bool)
-    only_here[node] = True
-    if packing.fill(item, packing.items[item].requested - packing.total(item), only_here) > 0:
-        for e in sorted(others, key=lambda e: (packing.items[e].threads, packing.items[e].first_memory, e)):
-            packing.fill(e, moved[e])
-        after = {e: packing.total(e) for e in touched}
-        gained = sum(after.values()) - sum(before.values())
-        if gained > 0 and all(after[e] >= min(minimum[e], before[e]) and (after[e] or not before[e]) for e in touched):
-            return True
-    packing.free_processors, packing.free_memory = saved
-    for e in touched:
-        for n in packing.allocations[e]:
-            packing.residents[n].discard(e)
-    for e, allocations in saved_allocations.items():
-        packing.allocations[e] = allocations
-        for n in allocations:
-            packing.residents[n].add(e)
-    return False
+
+    def _keeps_minimums(self, mark: int) -> bool:
+        p = self.packing
+        assert p.journal is not None
+        change: dict[int, int] = {}
+        for e, _, count in p.journal[mark:]:
+            change[e] = change.get(e, 0) + count
+        for e, delta in change.items():
+            after = p.total(e)
+            before = after - delta
+            if after < min(self.minimum[e], before) or (before > 0 and after == 0):
+                return False
+        return True
