@@ -36,6 +36,7 @@ from tmd.operator.capacity import MLNode  # noqa: E402
 from tmd.operator.planner import DeploymentDemand, plan  # noqa: E402
 
 GIB = 1 << 30
+SHOW = False
 MIB = 1 << 20
 
 
@@ -177,6 +178,10 @@ def optimum(demands: list[DeploymentDemand], nodes: list[MLNode], time_limit: fl
         options={"time_limit": time_limit, "mip_rel_gap": 0},
     )
     if res.status == 0:
+        if SHOW:
+            for p_, (d, n) in enumerate(pairs):
+                if res.x[p_] > 0.5:
+                    print("  opt", demands[d].deployment_id, nodes[n].name, round(res.x[p_]))
         return -res.fun, True
     bound = getattr(res, "mip_dual_bound", None)
     if bound is None or not np.isfinite(bound):

@@ -295,6 +295,47 @@ def improve(
         packing.journal = None
 
 
+def ruin_and_recreate(
+    packing: Packing,
+    floor: Sequence[Mapping[int, int]],
+    minimum: Sequence[int],
+    orders: Sequence[Sequence[int]],
+    work: int,
+    seed: int = 738921734,
+) -> None:
+    """Large-neighbourhood search: empty a few nodes and fill them again in other ways.
+
+    Some shortfalls need several deployments to swap nodes at once, which moving one node's
+    allocations cannot find. Each attempt removes every movable allocation (above `floor`) from
+    a node and up to three random others, refills every deployment still wanting allocations
+    under each order of `orders` and a random one, and keeps the first refill that places more allocations
+    while respecting `minimum`. The random choices come from a fixed seed and the effort from
+    `work` (node × deployment steps), so plans stay deterministic.
+    """
+    search = _Search(packing, floor, minimum, budget=0)
+    rng = np.random.default_rng(seed)
+    nodes = len(packing.processors)
+    if nodes == 0:
+        return
+    packing.journal = []
+    try:
+        attempt = 0
+        while work > 0:
+            node = attempt % nodes
+            attempt += 1
+            extra = rng.choice(nodes, size=min(nodes - 1, int(rng.integers(1, 4))), replace=False)
+            ruined = sorted({node, *(int(n) for n in extra)})
+            wanting = search.ruin(ruined)
+            shuffled = [int(i) for i in rng.permutation(len(packing.items))]
+            work -= max(1, len(wanting)) * nodes * (len(orders) + 1)
+            if search.recreate(wanting, [*orders, shuffled]):
+                packing.journal.clear()
+            if attempt >= 50 * nodes and attempt % nodes == 0:
+                break
+    finally:
+        packing.journal = None
+
+
 class _Search:
     def __init__(self, packing: Packing, floor: Sequence[Mapping[int, int]], minimum: Sequence[int], budget: int):
         self.packing = packing
@@ -337,6 +378,34 @@ class _Search:
             if p.placed > placed_before and self._keeps_minimums(mark):
                 return True
         p.rollback(mark)
+        return False
+
+    def ruin(self, nodes: Sequence[int]) -> list[int]:
+        """Remove the movable allocations on `nodes`; the items then wanting allocations."""
+        p = self.packing
+        self.mark = len(p.journal or [])
+        self.placed_before = p.placed
+        for node in nodes:
+            for e in sorted(p.residents[node]):
+                movable = p.allocations[e][node] - self.floor[e].get(node, 0)
+                if movable > 0:
+                    p.remove(e, node, movable)
+        self.ruined_mark = len(p.journal or [])
+        return [e for e in range(len(p.items)) if p.total(e) < p.items[e].requested]
+
+    def recreate(self, wanting: Sequence[int], orders: Sequence[Sequence[int]]) -> bool:
+        """Refill after `ruin` under each order; keep the first better plan, else undo all."""
+        p = self.packing
+        assert p.journal is not None
+        wanted = set(wanting)
+        for order in orders:
+            for e in order:
+                if e in wanted:
+                    p.fill(e, p.items[e].requested - p.total(e))
+            if p.placed > self.placed_before and self._keeps_minimums(self.mark):
+                return True
+            p.rollback(self.ruined_mark)
+        p.rollback(self.mark)
         return False
 
     def _keeps_minimums(self, mark: int) -> bool:

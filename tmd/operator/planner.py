@@ -32,7 +32,7 @@ import numpy as np
 
 from tmd.api.memory import MemoryEstimate, byte_size_string
 from tmd.operator.capacity import MLNode
-from tmd.operator.packing import Item, Packing, improve, preserve
+from tmd.operator.packing import Item, Packing, improve, preserve, ruin_and_recreate
 
 Priority = Literal["normal", "low"]
 
@@ -42,7 +42,9 @@ LOW_PRIORITY_ALLOCATIONS_PER_NODE = 100
 NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
 
 #: Attempts of the local search after the greedy fill (a count, so plans stay deterministic).
-IMPROVEMENT_BUDGET = 2000
+IMPROVEMENT_BUDGET = int(__import__("os").environ.get("B", 2000))
+IMPROVEMENT_DEPTH = int(__import__("os").environ.get("D", 1))
+RUIN_WORK = int(__import__("os").environ.get("W", 2_000_000))
 
 #: Nodes named in a deployment's reason at most (the rest are counted).
 MAX_NODE_REASONS = 25
@@ -276,9 +278,23 @@ def _plan_normal(
             if best_key is None or key > best_key:
                 best, best_key = candidate, key
     assert best is not None
-    improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET)
+    improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=IMPROVEMENT_DEPTH)
     _top_up(best, items)
+    if any(best.total(i) < items[i].requested for i in range(len(items))):
+        ruin_and_recreate(best, floor, minimum, [orders[0], _most_constrained_first(best, demands)], RUIN_WORK)
     return best
+
+
+def _most_constrained_first(packing: Packing, demands: Sequence[DeploymentDemand]) -> list[int]:
+    """Deployments fitting on the fewest nodes first, larger ones first among equals."""
+    fits = [
+        int(np.count_nonzero((packing.processors >= it.threads) & (packing.memory >= it.first_memory)))
+        for it in packing.items
+    ]
+    return sorted(
+        range(len(demands)),
+        key=lambda i: (fits[i], -packing.items[i].threads, -packing.items[i].first_memory, demands[i].deployment_id),
+    )
 
 
 def _top_up(packing: Packing, items: Sequence[Item]) -> None:
