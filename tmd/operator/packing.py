@@ -165,13 +165,15 @@ class Packing:
     # --- placing ----------------------------------------------------------------------------
 
     def fill(self, item: int, wanted: int, mask: np.ndarray | None = None) -> int:
-        """Place up to `wanted` more allocations of `item` (only on `mask` nodes when given).
+        """Place up to `wanted` more allocations of `item` (only on `mask` nodes when given), never
+        beyond its requested allocations.
 
         Node choice, in order: nodes already hosting the item (no new memory), the node taking
         the most of the wanted allocations (fewer nodes, less memory spent on model copies), the
         node left with the fewest free processors (best fit keeps large holes for large items),
         then the lowest index (node name order) so that plans are deterministic.
         """
+        wanted = min(wanted, self.items[item].requested - self.total(item))
         if wanted <= 0:
             return 0
         caps = self.capacities(item)
@@ -301,6 +303,7 @@ def ruin_and_recreate(
     minimum: Sequence[int],
     orders: Sequence[Sequence[int]],
     work: int,
+    idle_limit: int,
     seed: int = 738921734,
 ) -> None:
     """Large-neighbourhood search: empty a few nodes and fill them again in other ways.
@@ -309,8 +312,9 @@ def ruin_and_recreate(
     allocations cannot find. Each attempt removes every movable allocation (above `floor`) from
     a node and up to three random others, refills every deployment still wanting allocations
     under each order of `orders` and a random one, and keeps the first refill that places more allocations
-    while respecting `minimum`. The random choices come from a fixed seed and the effort from
-    `work` (node × deployment steps), so plans stay deterministic.
+    while respecting `minimum`. It stops after `idle_limit` attempts in a row found nothing or
+    when `work` (node × deployment steps) is spent; the random choices come from a fixed seed,
+    so plans stay deterministic.
     """
     search = _Search(packing, floor, minimum, budget=0)
     rng = np.random.default_rng(seed)
@@ -319,8 +323,8 @@ def ruin_and_recreate(
         return
     packing.journal = []
     try:
-        attempt = 0
-        while work > 0:
+        attempt = idle = 0
+        while work > 0 and idle < idle_limit:
             node = attempt % nodes
             attempt += 1
             extra = rng.choice(nodes, size=min(nodes - 1, int(rng.integers(1, 4))), replace=False)
@@ -330,8 +334,9 @@ def ruin_and_recreate(
             work -= max(1, len(wanting)) * nodes * (len(orders) + 1)
             if search.recreate(wanting, [*orders, shuffled]):
                 packing.journal.clear()
-            if attempt >= 50 * nodes and attempt % nodes == 0:
-                break
+                idle = 0
+            else:
+                idle += 1
     finally:
         packing.journal = None
 

@@ -44,7 +44,8 @@ NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
 #: Attempts of the local search after the greedy fill (a count, so plans stay deterministic).
 IMPROVEMENT_BUDGET = int(__import__("os").environ.get("B", 2000))
 IMPROVEMENT_DEPTH = int(__import__("os").environ.get("D", 1))
-RUIN_WORK = int(__import__("os").environ.get("W", 2_000_000))
+RUIN_WORK = int(__import__("os").environ.get("W", 1_000_000))
+RUIN_IDLE_ATTEMPTS = int(__import__("os").environ.get("I", 40))
 
 #: Nodes named in a deployment's reason at most (the rest are counted).
 MAX_NODE_REASONS = 25
@@ -281,7 +282,7 @@ def _plan_normal(
     improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=IMPROVEMENT_DEPTH)
     _top_up(best, items)
     if any(best.total(i) < items[i].requested for i in range(len(items))):
-        ruin_and_recreate(best, floor, minimum, [orders[0], _most_constrained_first(best, demands)], RUIN_WORK)
+        ruin_and_recreate(best, floor, minimum, [orders[0], _most_constrained_first(best, demands)], RUIN_WORK, RUIN_IDLE_ATTEMPTS)
     return best
 
 
