@@ -164,14 +164,16 @@ class Packing:
 
     # --- placing ----------------------------------------------------------------------------
 
-    def fill(self, item: int, wanted: int, mask: np.ndarray | None = None) -> int:
+    def fill(self, item: int, wanted: int, mask: np.ndarray | None = None, fit: str = "processors") -> int:
         """Place up to `wanted` more allocations of `item` (only on `mask` nodes when given), never
         beyond its requested allocations.
 
         Node choice, in order: nodes already hosting the item (no new memory), the node taking
         the most of the wanted allocations (fewer nodes, less memory spent on model copies), the
-        node left with the fewest free processors (best fit keeps large holes for large items),
-        then the lowest index (node name order) so that plans are deterministic.
+        node left with the fewest free processors (best fit keeps large holes for large items;
+        with `fit="memory"`, the least free memory, which saves memory-rich nodes for
+        memory-hungry items), then the lowest index (node name order) so that plans are
+        deterministic.
         """
         wanted = min(wanted, self.items[item].requested - self.total(item))
         if wanted <= 0:
@@ -191,10 +193,16 @@ class Packing:
             take = np.minimum(caps, wanted)
             if not take.any():
                 break
-            leftover = self.free_processors - take * threads
-            score = hosting_bonus + (take << 25) - leftover
-            score[take == 0] = -(1 << 62)
-            node = int(np.argmax(score))
+            if fit == "memory":
+                primary = hosting_bonus + take
+                primary[take == 0] = -1
+                ties = np.flatnonzero(primary == primary.max())
+                node = int(ties[np.argmin(self.free_memory[ties])])
+            else:
+                leftover = self.free_processors - take * threads
+                score = hosting_bonus + (take << 25) - leftover
+                score[take == 0] = -(1 << 62)
+                node = int(np.argmax(score))
             count = int(take[node])
             self.place(item, node, count)
             caps[node] = 0
@@ -304,6 +312,7 @@ def ruin_and_recreate(
     orders: Sequence[Sequence[int]],
     work: int,
     idle_limit: int,
+    stop_at: int | None = None,
     seed: int = 738921734,
 ) -> None:
     """Large-neighbourhood search: empty a few nodes and fill them again in other ways.
@@ -331,10 +340,12 @@ def ruin_and_recreate(
             ruined = sorted({node, *(int(n) for n in extra)})
             wanting = search.ruin(ruined)
             shuffled = [int(i) for i in rng.permutation(len(packing.items))]
-            work -= max(1, len(wanting)) * nodes * (len(orders) + 1)
+            work -= max(1, len(wanting)) * nodes * (len(orders) + 1) * 2
             if search.recreate(wanting, [*orders, shuffled]):
                 packing.journal.clear()
                 idle = 0
+                if stop_at is not None and packing.placed >= stop_at:
+                    return
             else:
                 idle += 1
     finally:
@@ -399,14 +410,15 @@ class _Search:
         return [e for e in range(len(p.items)) if p.total(e) < p.items[e].requested]
 
     def recreate(self, wanting: Sequence[int], orders: Sequence[Sequence[int]]) -> bool:
-        """Refill after `ruin` under each order; keep the first better plan, else undo all."""
+        """Refill after `ruin` under each order, best-fitting processors and then memory; keep
+        the first better plan, else undo all."""
         p = self.packing
         assert p.journal is not None
         wanted = set(wanting)
-        for order in orders:
+        for order, fit in ((order, fit) for order in orders for fit in ("processors", "memory")):
             for e in order:
                 if e in wanted:
-                    p.fill(e, p.items[e].requested - p.total(e))
+                    p.fill(e, p.items[e].requested - p.total(e), fit=fit)
             if p.placed > self.placed_before and self._keeps_minimums(self.mark):
                 return True
             p.rollback(self.ruined_mark)

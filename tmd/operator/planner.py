@@ -41,11 +41,16 @@ LOW_PRIORITY_ALLOCATIONS_PER_NODE = 100
 
 NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
 
-#: Attempts of the local search after the greedy fill (a count, so plans stay deterministic).
-IMPROVEMENT_BUDGET = int(__import__("os").environ.get("B", 2000))
-IMPROVEMENT_DEPTH = int(__import__("os").environ.get("D", 1))
-RUIN_WORK = int(__import__("os").environ.get("W", 1_000_000))
-RUIN_IDLE_ATTEMPTS = int(__import__("os").environ.get("I", 40))
+#: Effort of the searches after the greedy fill. Counts, not times, so plans stay deterministic:
+#: attempts of the one-node search (and how many levels it may chain), node × deployment steps
+#: of the ruin-and-recreate search, and how many fruitless attempts in a row end it (more for
+#: small clusters, where an attempt is cheap: RUIN_IDLE_WORK ÷ (nodes × deployments), bounded).
+IMPROVEMENT_BUDGET = 2000
+IMPROVEMENT_DEPTH = 1
+RUIN_WORK = 1_000_000
+RUIN_IDLE_WORK = 10_000
+RUIN_MIN_IDLE = 10
+RUIN_MAX_IDLE = 60
 
 #: Nodes named in a deployment's reason at most (the rest are counted).
 MAX_NODE_REASONS = 25
@@ -231,8 +236,8 @@ def _fill_orders(items: Sequence[Item], demands: Sequence[DeploymentDemand]) -> 
     """Deployment orders tried by the fill step; the best plan among them is kept.
 
     The count of allocations is what is maximised, so cheap allocations go first: fewest
-    threads, then least memory, or the other way round, or by a combined share of the
-    cluster's resources. Name order breaks every tie.
+    threads then least memory, least memory then fewest threads, or fewest threads with the
+    largest requests first. Name order breaks every tie.
     """
     ids = range(len(items))
 
@@ -279,11 +284,42 @@ def _plan_normal(
             if best_key is None or key > best_key:
                 best, best_key = candidate, key
     assert best is not None
-    improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=IMPROVEMENT_DEPTH)
-    _top_up(best, items)
-    if any(best.total(i) < items[i].requested for i in range(len(items))):
-        ruin_and_recreate(best, floor, minimum, [orders[0], _most_constrained_first(best, demands)], RUIN_WORK, RUIN_IDLE_ATTEMPTS)
+    bound = _upper_bound(best)
+    if best.total_allocations() < bound:
+        improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=IMPROVEMENT_DEPTH)
+        _top_up(best, items)
+    if best.total_allocations() < bound:
+        # the smaller the instance, the cheaper an attempt, so the more attempts it gets
+        idle_limit = max(RUIN_MIN_IDLE, min(RUIN_MAX_IDLE, RUIN_IDLE_WORK // max(1, len(usable) * len(items))))
+        orders = [orders[0], _most_constrained_first(best, demands)]
+        ruin_and_recreate(best, floor, minimum, orders, RUIN_WORK, idle_limit, stop_at=bound)
     return best
+
+
+def _upper_bound(packing: Packing) -> int:
+    """Allocations no plan can exceed, so the search can stop early when a plan reaches it.
+
+    Each deployment counts at most what the nodes could hold of it alone; then, as if all
+    processors formed one node, allocations are taken fewest threads first (which maximises a
+    count under a single capacity).
+    """
+    processors = int(packing.processors.sum())
+    alone = []
+    for it in packing.items:
+        fits = packing.memory >= it.first_memory
+        by_memory = (
+            np.where(fits, 1 + (packing.memory - it.first_memory) // it.extra_memory, 0)
+            if it.extra_memory
+            else np.where(fits, 1 << 40, 0)
+        )
+        most = int(np.minimum(packing.processors // it.threads, by_memory).sum())
+        alone.append((it.threads, min(it.requested, most)))
+    bound = 0
+    for threads, count in sorted(alone):
+        take = min(count, processors // threads)
+        bound += take
+        processors -= take * threads
+    return bound
 
 
 def _most_constrained_first(packing: Packing, demands: Sequence[DeploymentDemand]) -> list[int]:
