@@ -32,7 +32,8 @@ import numpy as np
 
 from tmd.api.memory import MemoryEstimate, byte_size_string
 from tmd.operator.capacity import MLNode
-from tmd.operator.packing import Item, Packing, improve, preserve, ruin_and_recreate
+from tmd.operator.packing import Item, Packing, preserve
+from tmd.operator.packing_search import improve, ruin_and_recreate
 
 Priority = Literal["normal", "low"]
 
