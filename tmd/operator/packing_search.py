@@ -134,9 +134,9 @@ class _Search:
         for e in others:
             moved[e] = p.allocations[e][node] - self.floor[e].get(node, 0)
             p.remove(e, node, moved[e])
-        only_here = np.zeros(len(p.processors), dtype=bool)
-        only_here[node] = True
-        if p.fill(item, p.items[item].requested - p.total(item), only_here) > 0:
+        here = min(p.capacity(item, node), p.items[item].requested - p.total(item))
+        if here > 0:
+            p.place(item, node, here)
             for e in sorted(others, key=lambda e: (p.items[e].threads, p.items[e].first_memory, e)):
                 short = moved[e] - p.fill(e, moved[e])
                 if short > 0 and depth > 0:

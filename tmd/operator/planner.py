@@ -46,7 +46,7 @@ NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
 #: attempts of the one-node search (and how many levels it may chain), node × deployment steps
 #: of the ruin-and-recreate search, and how many fruitless attempts in a row end it (more for
 #: small clusters, where an attempt is cheap: RUIN_IDLE_WORK ÷ (nodes × deployments), bounded).
-IMPROVEMENT_BUDGET = 2000
+IMPROVEMENT_BUDGET = 1000
 IMPROVEMENT_DEPTH = 1
 RUIN_WORK = 1_000_000
 RUIN_IDLE_WORK = 10_000
