@@ -43,11 +43,14 @@ LOW_PRIORITY_ALLOCATIONS_PER_NODE = 100
 NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
 
 #: Effort of the searches after the greedy fill. Counts, not times, so plans stay deterministic:
-#: attempts of the one-node search (and how many levels it may chain), node × deployment steps
+#: attempts of the one-node search (and how many levels it may chain; in a large cluster deep
+#: chains would spend the attempts on few deployments), node × deployment steps
 #: of the ruin-and-recreate search, and how many fruitless attempts in a row end it (more for
 #: small clusters, where an attempt is cheap: RUIN_IDLE_WORK ÷ (nodes × deployments), bounded).
 IMPROVEMENT_BUDGET = 1000
 IMPROVEMENT_DEPTH = 1
+IMPROVEMENT_DEPTH_SMALL = 3  # deeper chains where nodes × deployments ≤ SMALL_INSTANCE: cheap there
+SMALL_INSTANCE = 2000
 RUIN_WORK = 1_000_000
 RUIN_IDLE_WORK = 10_000
 RUIN_MIN_IDLE = 10
@@ -287,7 +290,9 @@ def _plan_normal(
     assert best is not None
     bound = _upper_bound(best)
     if best.total_allocations() < bound:
-        improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=IMPROVEMENT_DEPTH)
+        small = len(usable) * len(items) <= SMALL_INSTANCE
+        depth = IMPROVEMENT_DEPTH_SMALL if small else IMPROVEMENT_DEPTH
+        improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=depth)
         _top_up(best, items)
     if best.total_allocations() < bound:
         # the smaller the instance, the cheaper an attempt, so the more attempts it gets
