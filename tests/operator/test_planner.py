@@ -6,13 +6,8 @@ import pytest
 
 from tmd.api.memory import MemoryEstimate
 from tmd.operator.capacity import MLNode
-from tmd.operator.planner import (
-    LOW_PRIORITY_ALLOCATIONS_PER_NODE,
-    MAX_NODE_REASONS,
-    NO_ML_NODES_REASON,
-    DeploymentDemand,
-    plan,
-)
+from tmd.operator.placement_reasons import LOW_PRIORITY_ALLOCATIONS_PER_NODE, MAX_NODE_REASONS, NO_ML_NODES_REASON
+from tmd.operator.planner import DeploymentDemand, plan
 
 GIB = 1 << 30
 

@@ -30,7 +30,8 @@ def improve(
     PreserveOneAllocation), place the deployment there, and put the moved allocations back
     wherever they fit, making room for them the same way up to `depth` more levels. The result
     is kept only if more allocations are placed overall, no deployment falls below its `minimum`
-    (what it kept of its existing allocations) and none lost its last allocation. `budget`
+    (what it kept of its existing allocations, or the one a previously allocated deployment
+    got back). Allocations placed by this plan alone may give way to more of another. `budget`
     bounds the number of attempts (a count, not a time, so plans stay deterministic).
     """
     search = _Search(packing, floor, minimum, budget)
@@ -130,25 +131,41 @@ class _Search:
             return False
         mark = len(p.journal)
         placed_before = p.placed
+        had = {e: p.total(e) for e in others}
         moved = {}
         for e in others:
             moved[e] = p.allocations[e][node] - self.floor[e].get(node, 0)
             p.remove(e, node, moved[e])
-        here = min(p.capacity(item, node), p.items[item].requested - p.total(item))
-        if here > 0:
-            p.place(item, node, here)
-            for e in sorted(others, key=lambda e: (p.items[e].threads, p.items[e].first_memory, e)):
-                short = moved[e] - p.fill(e, moved[e])
-                if short > 0 and depth > 0:
-                    for other_node in self.candidates(e):
-                        if other_node == node or self.budget <= 0:
-                            continue
-                        if self.make_room(e, int(other_node), depth - 1) and p.total(e) >= p.items[e].requested:
-                            break
-            if p.placed > placed_before and self._keeps_minimums(mark):
-                return True
+        evicted = len(p.journal)
+        elsewhere = np.ones(len(p.processors), dtype=bool)
+        elsewhere[node] = False
+        # first as many as fit here, the moved ones after; else the moved ones elsewhere first
+        for moved_first in (False, True):
+            if moved_first:
+                for e in others:
+                    p.fill(e, moved[e], elsewhere)
+            here = min(p.capacity(item, node), p.items[item].requested - p.total(item))
+            if here > 0:
+                p.place(item, node, here)
+                self._put_back(others, had, node, depth)
+                if p.placed > placed_before and self._keeps_minimums(mark):
+                    return True
+            p.rollback(evicted)
         p.rollback(mark)
         return False
+
+    def _put_back(self, others: Sequence[int], had: Mapping[int, int], node: int, depth: int) -> None:
+        """Place moved allocations again wherever they fit, making room up to `depth` levels."""
+        p = self.packing
+        for e in sorted(others, key=lambda e: (p.items[e].threads, p.items[e].first_memory, e)):
+            missing = had[e] - p.total(e)
+            short = missing - p.fill(e, missing)
+            if short > 0 and depth > 0:
+                for other_node in self.candidates(e):
+                    if other_node == node or self.budget <= 0:
+                        continue
+                    if self.make_room(e, int(other_node), depth - 1) and p.total(e) >= p.items[e].requested:
+                        break
 
     def ruin(self, nodes: Sequence[int]) -> list[int]:
         """Remove the movable allocations on `nodes`; the items then wanting allocations."""
@@ -188,6 +205,6 @@ class _Search:
         for e, delta in change.items():
             after = p.total(e)
             before = after - delta
-            if after < min(self.minimum[e], before) or (before > 0 and after == 0):
+            if after < min(self.minimum[e], before):
                 return False
         return True
