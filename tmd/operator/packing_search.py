@@ -13,6 +13,7 @@ import numpy as np
 from tmd.operator.packing import Packing
 
 
+
 def improve(
     packing: Packing,
     floor: Sequence[Mapping[int, int]],
@@ -114,13 +115,25 @@ class _Search:
         self.mark = self.ruined_mark = self.placed_before = 0
 
     def candidates(self, item: int) -> np.ndarray:
-        """Nodes the item would fit on if they were empty."""
+        """Nodes the item would fit on if they were empty, those that could hold most of it first."""
         p = self.packing
         it = p.items[item]
-        return np.flatnonzero((p.processors >= it.threads) & (p.memory >= it.first_memory))
+        fits = (p.processors >= it.threads) & (p.memory >= it.first_memory)
+        if it.extra_memory:
+            by_memory = np.where(fits, 1 + (p.memory - it.first_memory) // it.extra_memory, 0)
+        else:
+            by_memory = np.where(fits, 1 << 40, 0)
+        most = np.minimum(p.processors // it.threads, by_memory)
+        nodes = np.flatnonzero(fits)
+        return nodes[np.argsort(-most[nodes], kind="stable")]
 
-    def make_room(self, item: int, node: int, depth: int) -> bool:
-        """Move the node's movable allocations away to place `item` there; undone unless better."""
+    def make_room(self, item: int, node: int, depth: int, nested: bool = False) -> bool:
+        """Move the node's movable allocations away to place `item` there; undone unless better.
+
+        Better means more allocations overall with every minimum kept; for a `nested` call (room
+        made for allocations an outer call moved) it means only that the item got some back: the
+        outermost call judges the whole chain.
+        """
         p = self.packing
         assert p.journal is not None
         self.budget -= 1
@@ -131,6 +144,7 @@ class _Search:
             return False
         mark = len(p.journal)
         placed_before = p.placed
+        item_before = p.total(item)
         had = {e: p.total(e) for e in others}
         moved = {}
         for e in others:
@@ -148,7 +162,9 @@ class _Search:
             if here > 0:
                 p.place(item, node, here)
                 self._put_back(others, had, node, depth)
-                if p.placed > placed_before and self._keeps_minimums(mark):
+                if nested and p.total(item) > item_before:
+                    return True
+                if not nested and p.placed > placed_before and self._keeps_minimums(mark):
                     return True
             p.rollback(evicted)
         p.rollback(mark)
@@ -164,7 +180,7 @@ class _Search:
                 for other_node in self.candidates(e):
                     if other_node == node or self.budget <= 0:
                         continue
-                    if self.make_room(e, int(other_node), depth - 1) and p.total(e) >= p.items[e].requested:
+                    if self.make_room(e, int(other_node), depth - 1, nested=True) and p.total(e) >= had[e]:
                         break
 
     def ruin(self, nodes: Sequence[int]) -> list[int]:
