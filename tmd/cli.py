@@ -11,21 +11,32 @@ import sys
 
 # subcommand -> (module, help). Modules are imported lazily so `tmd worker` never imports kopf, etc.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("tmd.up", "run everything on this machine: control plane, operator, Elasticsearch-compatible API, demo"),
+    "status": ("tmd.status", "show deployments, routing tables and per-node throughput"),
+    "operator": ("tmd.operator.main", "run the operator that places and runs deployments"),
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }
 
 
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items())
+    return (f"usage: tmd COMMAND [options]\n\ntmd: Elasticsearch-style trained model deployments on Kubernetes\n\n"
+            f"commands:\n{rows}\n\n`tmd COMMAND --help` describes a command's options.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Build only the chosen subcommand's parser when possible: importing every role costs seconds (torch).
-    if argv and argv[0] in COMMANDS:
-        name = argv[0]
-        module = importlib.import_module(COMMANDS[name][0])
-        parser = argparse.ArgumentParser(prog=f"tmd {name}", description=COMMANDS[name][1])
-        module.add_arguments(parser)
-        return int(module.run(parser.parse_args(argv[1:])) or 0)
-    parser = argparse.ArgumentParser(prog="tmd", description="tmd: Elasticsearch-style trained model deployments on Kubernetes")
-    parser.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
-    parser.parse_args(argv)
-    return 2
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"tmd: error: unknown command [{name}]\n\n{_usage()}", file=sys.stderr)
+        return 2
+    # Import only the chosen role: importing every role costs seconds (torch, kopf).
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"tmd {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv[1:])) or 0)

@@ -1,0 +1,162 @@
+"""`tmd worker`: serve one deployment's inference on one node.
+
+Start order: parse settings (bad ones: message and exit 2), lower CPU priority if asked,
+start HTTP at once (so `/healthz` answers while a large model loads), load and warm up the
+model on a background thread, then report ready. A model directory that cannot be served
+ends the process with its reason on stderr and exit status 1. SIGTERM/SIGINT: new requests
+get 429, queued documents are finished and answered, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from tmd.worker import settings as settings_mod
+from tmd.worker.app import WorkerState, create_app
+from tmd.worker.settings import SettingsError, WorkerSettings, resolve_settings
+
+log = logging.getLogger("tmd.worker")
+
+LOW_PRIORITY_NICENESS = 10  # added to the current nice value, as a niced native process would be
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    settings_mod.add_arguments(parser)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """One structured line per event: ts=... level=... logger=... msg="..."."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        line = f'ts={ts} level={record.levelname.lower()} logger={record.name} msg="{record.getMessage()}"'
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class WorkerServer(uvicorn.Server):
+    """uvicorn's server, closing intake before its own graceful shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, state: WorkerState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # Runs in the signal handler: only flag flips here, no locks.
+        self.state.stopping = True
+        if self.state.engine is not None:
+            self.state.engine.close_intake()
+        super().handle_exit(sig, frame)
+
+
+def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventLoop) -> None:
+    """Load and warm up the model (background thread); publish the engine, or stop the server."""
+    import torch
+
+    from tmd.api.units import ByteSize
+    from tmd.worker.engine import InferenceEngine
+    from tmd.worker.model import ModelLoadError, load_model_dir, warm_up
+
+    s = state.settings
+    try:
+        loaded = load_model_dir(s.model_dir)
+        torch.set_num_threads(s.threads)
+        warm_up(loaded)
+    except ModelLoadError as err:
+        state.extra["failure"] = str(err)
+        loop.call_soon_threadsafe(setattr, server, "should_exit", True)
+        return
+    cache = s.cache_size if s.cache_size is not None else ByteSize.of_bytes(loaded.model_bytes)
+    engine = InferenceEngine(loaded.model, loaded.pipeline, allocations=s.allocations, threads=s.threads,
+                             queue_capacity=s.queue_capacity, cache_bytes=cache.bytes)
+    state.model_id = loaded.model_id
+    if not s.deployment_id:
+        state.deployment_id = loaded.model_id
+    state.cache_size_text = cache.text
+    if state.stopping:  # SIGTERM while loading
+        engine.close_intake()
+    state.engine = engine
+    log.info("ready model_id=%s deployment_id=%s task=%s allocations=%d threads=%d queue_capacity=%d cache_size=%s",
+             state.model_id, state.deployment_id, loaded.pipeline.task, s.allocations, s.threads,
+             s.queue_capacity, cache.text)
+
+
+async def _serve(state: WorkerState, server: WorkerServer) -> None:
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=_load, args=(state, server, loop), name="model-loader", daemon=True).start()
+    await server.serve()
+    if state.engine is not None:
+        state.engine.drain()
+
+
+def _lower_priority() -> int:
+    return os.nice(LOW_PRIORITY_NICENESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tmd.worker.fetch import FetchError, model_dir_from_env
+
+    try:
+        fetched = None if args.model_dir else model_dir_from_env(os.environ)
+    except FetchError as err:
+        print(f"tmd worker: error: {err}", file=sys.stderr)
+        return 1
+    if fetched is not None:
+        args.model_dir = str(fetched)
+    try:
+        s: WorkerSettings = resolve_settings(args, os.environ)
+    except SettingsError as err:
+        print(f"tmd worker: error: {err}", file=sys.stderr)
+        return 2
+    configure_logging()
+    import torch
+
+    torch.set_num_interop_threads(1)  # lanes are our inter-op parallelism
+    torch.set_num_threads(s.threads)
+    if s.low_priority:
+        log.info("low priority: nice value now %d", _lower_priority())
+    state = WorkerState(settings=s, deployment_id=s.deployment_id or os.path.basename(os.path.normpath(s.model_dir)),
+                        cache_size_text=s.cache_size.text if s.cache_size is not None else "")
+    config = uvicorn.Config(create_app(state), host=s.host, port=s.port, loop="uvloop", http="httptools",
+                            lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=None)
+    server = WorkerServer(config, state)
+    # uvicorn re-raises the stop signal after its graceful shutdown; these make that a no-op,
+    # so a drained worker exits 0 instead of dying of the re-raised signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(state, server))
+    except OSError as err:  # e.g. address already in use
+        print(f"tmd worker: error: cannot serve on {s.host}:{s.port}: {err}", file=sys.stderr)
+        return 1
+    failure = state.extra.get("failure")
+    if failure:
+        print(f"tmd worker: error: {failure}", file=sys.stderr)
+        return 1
+    if not server.started:
+        print(f"tmd worker: error: could not serve on {s.host}:{s.port}", file=sys.stderr)
+        return 1
+    log.info("stopped")
+    return 0

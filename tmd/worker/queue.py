@@ -1,0 +1,101 @@
+"""The bounded inference queue between the HTTP layer and the allocation lanes.
+
+One entry per document, as Elasticsearch queues each document of a request separately
+(es-api.md §5.2). A request's documents are admitted together or not at all: a request that
+would overflow the queue is rejected at once (429) instead of leaving some of its documents
+to be computed for nobody. The queue also carries the lanes' control: a lane asking for work
+may instead be told to retire (fewer allocations) or that the worker has drained (shutdown).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+from tmd.api.errors import RejectedExecution
+
+QUEUE_FULL = "inference process queue is full. Unable to execute command"
+SHUT_DOWN = "inference process worker service has shutdown"
+
+T = TypeVar("T")
+
+
+class InferenceQueue(Generic[T]):
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._cond = threading.Condition()
+        self._executing = 0
+        self._retire = 0  # lanes asked to stop after their current item
+        self._accepting = True
+        self._draining = False  # stop lanes once the queue is empty
+
+    def offer(self, items: Sequence[T]) -> None:
+        """Queue all of `items` or raise RejectedExecution (full, or shutting down)."""
+        if not self._accepting:
+            raise RejectedExecution(SHUT_DOWN)
+        with self._cond:
+            if len(self._items) + len(items) > self.capacity:
+                raise RejectedExecution(QUEUE_FULL)
+            self._items.extend(items)
+            if len(items) == 1:
+                self._cond.notify()
+            else:
+                self._cond.notify(len(items))
+
+    def take(self) -> T | None:
+        """The next item for a lane, or None when the lane must exit (retired or drained)."""
+        with self._cond:
+            while True:
+                if self._retire > 0:
+                    self._retire -= 1
+                    return None
+                if self._items:
+                    self._executing += 1
+                    return self._items.popleft()
+                if self._draining:
+                    return None
+                self._cond.wait()
+
+    def done(self) -> None:
+        """A lane finished the item it took."""
+        with self._cond:
+            self._executing -= 1
+
+    def retire(self, lanes: int) -> None:
+        with self._cond:
+            self._retire += lanes
+            self._cond.notify_all()
+
+    def unretire(self, lanes: int) -> int:
+        """Cancel up to `lanes` pending retirements; returns how many were cancelled."""
+        with self._cond:
+            cancelled = min(lanes, self._retire)
+            self._retire -= cancelled
+            return cancelled
+
+    def close_intake(self) -> None:
+        """New requests are rejected from now on; safe to call from a signal handler (no lock)."""
+        self._accepting = False
+
+    def drain(self) -> None:
+        """Let lanes exit once every queued item is done."""
+        self._accepting = False
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def queued(self) -> int:
+        return len(self._items)
+
+    @property
+    def pending(self) -> int:
+        """Queued plus being computed: Elasticsearch's number_of_pending_requests."""
+        return len(self._items) + self._executing
