@@ -47,6 +47,8 @@ class Packing:
         self.items = list(items)
         self.allocations: list[dict[int, int]] = [{} for _ in self.items]
         self.residents: list[set[int]] = [set() for _ in range(len(self.processors))]  # node → items on it
+        self.placed = 0
+        self.journal: list[tuple[int, int, int]] | None = None  # (item, node, ±count) while searching
 
     def copy(self) -> "Packing":
         other = object.__new__(Packing)
@@ -59,6 +61,8 @@ class Packing:
         other.items = self.items
         other.allocations = [dict(a) for a in self.allocations]
         other.residents = [set(r) for r in self.residents]
+        other.placed = self.placed
+        other.journal = None
         return other
 
     # --- accounting -------------------------------------------------------------------------
@@ -67,7 +71,7 @@ class Packing:
         return sum(self.allocations[item].values())
 
     def total_allocations(self) -> int:
-        return sum(sum(a.values()) for a in self.allocations)
+        return self.placed
 
     def memory_of(self, item: int, allocations: int) -> int:
         if allocations <= 0:
@@ -84,6 +88,9 @@ class Packing:
         self.free_memory[node] -= self.memory_of(item, before + count) - self.memory_of(item, before)
         self.allocations[item][node] = before + count
         self.residents[node].add(item)
+        self.placed += count
+        if self.journal is not None:
+            self.journal.append((item, node, count))
 
     def remove(self, item: int, node: int, count: int) -> None:
         before = self.allocations[item].get(node, 0)
@@ -98,6 +105,21 @@ class Packing:
             self.residents[node].discard(item)
         else:
             self.allocations[item][node] = before - count
+        self.placed -= count
+        if self.journal is not None:
+            self.journal.append((item, node, -count))
+
+    def rollback(self, mark: int) -> None:
+        """Undo the journalled changes made after `mark` (a former `len(journal)`)."""
+        assert self.journal is not None
+        while len(self.journal) > mark:
+            item, node, count = self.journal.pop()
+            journal, self.journal = self.journal, None
+            if count > 0:
+                self.remove(item, node, count)
+            else:
+                self.place(item, node, -count)
+            self.journal = journal
 
     def marginal_memory(self, item: int, node: int) -> int:
         """Memory one more allocation of `item` would take on `node`."""
@@ -142,14 +164,18 @@ class Packing:
 
     # --- placing ----------------------------------------------------------------------------
 
-    def fill(self, item: int, wanted: int, mask: np.ndarray | None = None) -> int:
-        """Place up to `wanted` more allocations of `item` (only on `mask` nodes when given).
+    def fill(self, item: int, wanted: int, mask: np.ndarray | None = None, fit: str = "processors") -> int:
+        """Place up to `wanted` more allocations of `item` (only on `mask` nodes when given), never
+        beyond its requested allocations.
 
         Node choice, in order: nodes already hosting the item (no new memory), the node taking
         the most of the wanted allocations (fewer nodes, less memory spent on model copies), the
-        node left with the fewest free processors (best fit keeps large holes for large items),
-        then the lowest index (node name order) so that plans are deterministic.
+        node left with the fewest free processors (best fit keeps large holes for large items;
+        with `fit="memory"`, the least free memory, which saves memory-rich nodes for
+        memory-hungry items), then the lowest index (node name order) so that plans are
+        deterministic.
         """
+        wanted = min(wanted, self.items[item].requested - self.total(item))
         if wanted <= 0:
             return 0
         caps = self.capacities(item)
@@ -167,10 +193,16 @@ class Packing:
             take = np.minimum(caps, wanted)
             if not take.any():
                 break
-            leftover = self.free_processors - take * threads
-            score = hosting_bonus + (take << 25) - leftover
-            score[take == 0] = -(1 << 62)
-            node = int(np.argmax(score))
+            if fit == "memory":
+                primary = hosting_bonus + take
+                primary[take == 0] = -1
+                ties = np.flatnonzero(primary == primary.max())
+                node = int(ties[np.argmin(self.free_memory[ties])])
+            else:
+                leftover = self.free_processors - take * threads
+                score = hosting_bonus + (take << 25) - leftover
+                score[take == 0] = -(1 << 62)
+                node = int(np.argmax(score))
             count = int(take[node])
             self.place(item, node, count)
             caps[node] = 0
@@ -229,77 +261,3 @@ def preserve(packing: Packing, item: int, current: Mapping[int, int]) -> None:
             del keep[node]
     for node in sorted(keep, key=lambda n: (-keep[n], n)):
         packing.place(item, node, min(keep[node], packing.capacity(item, node)))
-
-
-def improve(
-    packing: Packing,
-    floor: Sequence[Mapping[int, int]],
-    minimum: Sequence[int],
-    order: Sequence[int],
-    budget: int,
-) -> None:
-    """Local search: make room on one node for a deployment that still wants allocations.
-
-    A greedy pass can fill a node with allocations that would have fitted elsewhere, leaving
-    nothing for a deployment that only fits there (e.g. one needing that node's memory). For
-    each such (deployment, node), move the node's other allocations away (never below `floor`:
-    one allocation of every kept existing (deployment, node) pair stays, Elasticsearch's
-    PreserveOneAllocation), place the deployment there, put the moved allocations back wherever
-    they fit, and keep the result only if more allocations are placed overall, no deployment
-    falls below its `minimum` (what it kept of its existing allocations) and none lost its last
-    allocation. `budget` bounds the number of attempts (a count, not a time, so plans stay
-    deterministic).
-    """
-    while budget > 0:
-        improved = False
-        for item in order:
-            it = packing.items[item]
-            if packing.total(item) >= it.requested:
-                continue
-            candidates = np.flatnonzero((packing.processors >= it.threads) & (packing.memory >= it.first_memory))
-            for node in candidates:
-                if budget <= 0:
-                    return
-                budget -= 1
-                if _make_room(packing, floor, minimum, item, int(node)):
-                    improved = True
-                    if packing.total(item) >= it.requested:
-                        break
-        if not improved:
-            return
-
-
-def _make_room(
-    packing: Packing, floor: Sequence[Mapping[int, int]], minimum: Sequence[int], item: int, node: int
-) -> bool:
-    others = sorted(
-        e for e in packing.residents[node] if e != item and packing.allocations[e][node] > floor[e].get(node, 0)
-    )
-    if not others:
-        return False
-    touched = [item, *others]
-    saved_allocations = {e: dict(packing.allocations[e]) for e in touched}
-    saved = (packing.free_processors.copy(), packing.free_memory.copy())
-    before = {e: packing.total(e) for e in touched}
-    moved = {}
-    for e in others:
-        moved[e] = packing.allocations[e][node] - floor[e].get(node, 0)
-        packing.remove(e, node, moved[e])
-    only_here = np.zeros(len(packing.processors), dtype=bool)
-    only_here[node] = True
-    if packing.fill(item, packing.items[item].requested - packing.total(item), only_here) > 0:
-        for e in sorted(others, key=lambda e: (packing.items[e].threads, packing.items[e].first_memory, e)):
-            packing.fill(e, moved[e])
-        after = {e: packing.total(e) for e in touched}
-        gained = sum(after.values()) - sum(before.values())
-        if gained > 0 and all(after[e] >= min(minimum[e], before[e]) and (after[e] or not before[e]) for e in touched):
-            return True
-    packing.free_processors, packing.free_memory = saved
-    for e in touched:
-        for n in packing.allocations[e]:
-            packing.residents[n].discard(e)
-    for e, allocations in saved_allocations.items():
-        packing.allocations[e] = allocations
-        for n in allocations:
-            packing.residents[n].add(e)
-    return False

@@ -24,28 +24,34 @@ whenever a normal deployment needs that memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from tmd.api.memory import MemoryEstimate, byte_size_string
+from tmd.api.memory import MemoryEstimate
 from tmd.operator.capacity import MLNode
-from tmd.operator.packing import Item, Packing, improve, preserve
+from tmd.operator.packing import Item, Packing, preserve
+from tmd.operator.packing_search import improve, ruin_and_recreate
+from tmd.operator.placement_reasons import LOW_PRIORITY_ALLOCATIONS_PER_NODE, NodeView, explain_low, explain_normal
 
 Priority = Literal["normal", "low"]
 
-#: Elasticsearch's `MAX_LOW_PRIORITY_MODELS_PER_NODE`: low priority ignores CPU, but not without bound.
-LOW_PRIORITY_ALLOCATIONS_PER_NODE = 100
-
-NO_ML_NODES_REASON = "No ML nodes exist in the cluster"
-
-#: Attempts of the local search after the greedy fill (a count, so plans stay deterministic).
-IMPROVEMENT_BUDGET = 2000
-
-#: Nodes named in a deployment's reason at most (the rest are counted).
-MAX_NODE_REASONS = 25
+#: Effort of the searches after the greedy fill. Counts, not times, so plans stay deterministic:
+#: attempts of the one-node search (and how many levels it may chain; in a large cluster deep
+#: chains would spend the attempts on few deployments), node × deployment steps
+#: of the ruin-and-recreate search, and how many fruitless attempts in a row end it (more for
+#: small clusters, where an attempt is cheap: RUIN_IDLE_WORK ÷ (nodes × deployments), bounded).
+IMPROVEMENT_BUDGET = 1000
+IMPROVEMENT_DEPTH = 1
+IMPROVEMENT_DEPTH_SMALL = 3  # deeper chains where nodes × deployments ≤ SMALL_INSTANCE: cheap there
+SMALL_INSTANCE = 2000
+RUIN_WORK = 1_000_000
+RUIN_IDLE_WORK = 10_000
+RUIN_MIN_IDLE = 10
+RUIN_MAX_IDLE = 60
 
 
 @dataclass(frozen=True)
@@ -139,44 +145,6 @@ class Plan:
         return sum(d.total_allocations for d in self.deployments.values())
 
 
-# --- reasons (es-api §3.5, §11) ---------------------------------------------------------------
-
-
-def node_reason(node_id: str, reason: str) -> str:
-    return f"Could not assign (more) allocations on node [{node_id}]. Reason: {reason}"
-
-
-def insufficient_memory_reason(available: int, free: int, required: int) -> str:
-    return (
-        f"This node has insufficient available memory. Available memory for ML [{available} "
-        f"({byte_size_string(available)})], free memory [{free} ({byte_size_string(free)})], "
-        f"estimated memory required for this model [{required} ({byte_size_string(required)})]."
-    )
-
-
-def insufficient_processors_reason(available: int, free: int, threads: int) -> str:
-    return (
-        f"This node has insufficient allocated processors. Available processors [{available}], "
-        f"free processors [{free}], processors required for each allocation of this model [{threads}]"
-    )
-
-
-def threads_exceed_largest_node_reason(threads: int, largest: int) -> str:
-    """tmd's decision (es-api §11): say so rather than lower threads_per_allocation silently."""
-    return (
-        f"Could not assign any allocation: [threads_per_allocation] [{threads}] is larger than the "
-        f"allocated processors of the largest ML node [{largest}]"
-    )
-
-
-def more_nodes_reason(count: int) -> str:
-    return f"Could not assign (more) allocations on [{count}] more nodes"
-
-
-def low_priority_full_reason(limit: int = LOW_PRIORITY_ALLOCATIONS_PER_NODE) -> str:
-    return f"This node already hosts the maximum number of low priority allocations [{limit}]"
-
-
 # --- planning ---------------------------------------------------------------------------------
 
 
@@ -198,11 +166,11 @@ def plan(deployments: Iterable[DeploymentDemand], nodes: Iterable[MLNode]) -> Pl
     low_free_memory = packing.free_memory.copy()
     low_allocations = _plan_low(low, usable, index, low_free_memory)
 
-    node_view = _Nodes(all_nodes, usable)
+    node_view = NodeView(all_nodes, usable)
     result: dict[str, DeploymentPlan] = {}
     for i, demand in enumerate(normal):
         allocations = {usable[n].name: c for n, c in sorted(packing.allocations[i].items()) if c > 0}
-        reason = _explain_normal(demand, i, packing, node_view)
+        reason = explain_normal(demand, i, packing, node_view)
         result[demand.deployment_id] = DeploymentPlan(demand.deployment_id, allocations, reason)
     low_count = np.zeros(len(usable), dtype=np.int64)
     for node in low_allocations.values():
@@ -212,24 +180,23 @@ def plan(deployments: Iterable[DeploymentDemand], nodes: Iterable[MLNode]) -> Pl
         allocations = {usable[node].name: 1} if node is not None else {}
         reason = None
         if not allocations and demand.number_of_allocations > 0:
-            reason = _explain_low(demand, low_free_memory, low_count, node_view)
+            reason = explain_low(demand, low_free_memory, low_count, node_view)
         result[demand.deployment_id] = DeploymentPlan(demand.deployment_id, allocations, reason)
     return Plan({d.deployment_id: result[d.deployment_id] for d in demands})
 
 
 def _check_unique(names: Sequence[str], what: str) -> None:
-    if len(set(names)) != len(names):
-        seen: set[str] = set()
-        duplicate = next(n for n in names if n in seen or seen.add(n))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate {what} [{duplicate}]")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"duplicate {what} [{duplicates[0]}]")
 
 
 def _fill_orders(items: Sequence[Item], demands: Sequence[DeploymentDemand]) -> list[list[int]]:
     """Deployment orders tried by the fill step; the best plan among them is kept.
 
     The count of allocations is what is maximised, so cheap allocations go first: fewest
-    threads, then least memory, or the other way round, or by a combined share of the
-    cluster's resources. Name order breaks every tie.
+    threads then least memory, least memory then fewest threads, or fewest threads with the
+    largest requests first. Name order breaks every tie.
     """
     ids = range(len(items))
 
@@ -276,9 +243,56 @@ def _plan_normal(
             if best_key is None or key > best_key:
                 best, best_key = candidate, key
     assert best is not None
-    improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET)
-    _top_up(best, items)
+    bound = _upper_bound(best)
+    if best.total_allocations() < bound:
+        small = len(usable) * len(items) <= SMALL_INSTANCE
+        depth = IMPROVEMENT_DEPTH_SMALL if small else IMPROVEMENT_DEPTH
+        improve(best, floor, minimum, orders[0], budget=IMPROVEMENT_BUDGET, depth=depth)
+        _top_up(best, items)
+    if best.total_allocations() < bound:
+        # the smaller the instance, the cheaper an attempt, so the more attempts it gets
+        idle_limit = max(RUIN_MIN_IDLE, min(RUIN_MAX_IDLE, RUIN_IDLE_WORK // max(1, len(usable) * len(items))))
+        orders = [orders[0], _most_constrained_first(best, demands)]
+        ruin_and_recreate(best, floor, minimum, orders, RUIN_WORK, idle_limit, stop_at=bound)
     return best
+
+
+def _upper_bound(packing: Packing) -> int:
+    """Allocations no plan can exceed, so the search can stop early when a plan reaches it.
+
+    Each deployment counts at most what the nodes could hold of it alone; then, as if all
+    processors formed one node, allocations are taken fewest threads first (which maximises a
+    count under a single capacity).
+    """
+    processors = int(packing.processors.sum())
+    alone = []
+    for it in packing.items:
+        fits = packing.memory >= it.first_memory
+        by_memory = (
+            np.where(fits, 1 + (packing.memory - it.first_memory) // it.extra_memory, 0)
+            if it.extra_memory
+            else np.where(fits, 1 << 40, 0)
+        )
+        most = int(np.minimum(packing.processors // it.threads, by_memory).sum())
+        alone.append((it.threads, min(it.requested, most)))
+    bound = 0
+    for threads, count in sorted(alone):
+        take = min(count, processors // threads)
+        bound += take
+        processors -= take * threads
+    return bound
+
+
+def _most_constrained_first(packing: Packing, demands: Sequence[DeploymentDemand]) -> list[int]:
+    """Deployments fitting on the fewest nodes first, larger ones first among equals."""
+    fits = [
+        int(np.count_nonzero((packing.processors >= it.threads) & (packing.memory >= it.first_memory)))
+        for it in packing.items
+    ]
+    return sorted(
+        range(len(demands)),
+        key=lambda i: (fits[i], -packing.items[i].threads, -packing.items[i].first_memory, demands[i].deployment_id),
+    )
 
 
 def _top_up(packing: Packing, items: Sequence[Item]) -> None:
@@ -319,77 +333,3 @@ def _plan_low(
         free_memory[node] -= demand.memory_bytes
         count[node] += 1
     return placed
-
-
-class _Nodes:
-    """All ML nodes by name, and where the assignable ones sit among them."""
-
-    def __init__(self, all_nodes: Sequence[MLNode], usable: Sequence[MLNode]) -> None:
-        self.all = all_nodes
-        self.usable = usable
-        position = {n.name: i for i, n in enumerate(all_nodes)}
-        self.usable_position = np.array([position[n.name] for n in usable], dtype=np.int64)
-        self.unusable_position = np.array([i for i, n in enumerate(all_nodes) if not n.assignable], dtype=np.int64)
-        self.largest = max((n.processors for n in usable), default=0)
-
-    def join(self, usable_short: np.ndarray, describe: Callable[[int], str]) -> str | None:
-        """The §3.5 reason: nodes in name order, unassignable ones and those `usable_short` marks.
-
-        At most `MAX_NODE_REASONS` nodes are named: a status listing every node of a large
-        cluster would be hundreds of kilobytes on every deployment.
-        """
-        short = np.zeros(len(self.all), dtype=bool)
-        short[self.unusable_position] = True
-        short[self.usable_position[usable_short]] = True
-        positions = np.flatnonzero(short)
-        if not len(positions):
-            return None
-        usable_index = {int(p): i for i, p in enumerate(self.usable_position)}
-        reasons = []
-        for position in positions[:MAX_NODE_REASONS]:
-            node = self.all[int(position)]
-            text = node.unassignable_reason if not node.assignable else describe(usable_index[int(position)])
-            reasons.append(node_reason(node.name, text))
-        if len(positions) > MAX_NODE_REASONS:
-            reasons.append(more_nodes_reason(len(positions) - MAX_NODE_REASONS))
-        return "|".join(reasons)
-
-
-def _explain_normal(demand: DeploymentDemand, item: int, packing: Packing, nodes: _Nodes) -> str | None:
-    if packing.total(item) >= demand.number_of_allocations:
-        return None
-    if not nodes.all:
-        return NO_ML_NODES_REASON
-    threads = demand.threads_per_allocation
-    if nodes.usable and threads > nodes.largest:
-        return threads_exceed_largest_node_reason(threads, nodes.largest)
-    required = np.full(len(nodes.usable), demand.memory_bytes, dtype=np.int64)
-    hosting = packing.hosting_nodes(item)
-    required[hosting] = demand.memory_per_allocation_bytes
-    memory_short = required > packing.free_memory
-    short = memory_short | (packing.free_processors < threads)
-
-    def describe(n: int) -> str:
-        node = nodes.usable[n]
-        if memory_short[n]:
-            return insufficient_memory_reason(node.memory_bytes, int(packing.free_memory[n]), int(required[n]))
-        return insufficient_processors_reason(node.processors, int(packing.free_processors[n]), threads)
-
-    return nodes.join(short, describe)
-
-
-def _explain_low(
-    demand: DeploymentDemand, free_memory: np.ndarray, low_count: np.ndarray, nodes: _Nodes
-) -> str | None:
-    if not nodes.all:
-        return NO_ML_NODES_REASON
-    memory_short = free_memory < demand.memory_bytes
-    short = memory_short | (low_count >= LOW_PRIORITY_ALLOCATIONS_PER_NODE)
-
-    def describe(n: int) -> str:
-        node = nodes.usable[n]
-        if memory_short[n]:
-            return insufficient_memory_reason(node.memory_bytes, int(free_memory[n]), demand.memory_bytes)
-        return low_priority_full_reason()
-
-    return nodes.join(short, describe)
