@@ -32,6 +32,13 @@ if generation ~= nil and status.observedGeneration < generation then
   return hs
 end
 
+local degraded = condition(status, "Degraded")
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = degraded.message
+  return hs
+end
+
 local routes, failed = 0, 0
 if status.routing_table ~= nil then
   for _, route in pairs(status.routing_table) do
@@ -44,13 +51,6 @@ end
 if routes > 0 and failed == routes then
   hs.status = "Degraded"
   hs.message = status.reason or "All node routes are failed; see node route reason for details"
-  return hs
-end
-
-local degraded = condition(status, "Degraded")
-if degraded ~= nil and degraded.status == "True" then
-  hs.status = "Degraded"
-  hs.message = degraded.message
   return hs
 end
 
