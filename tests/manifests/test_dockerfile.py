@@ -103,3 +103,34 @@ def test_exposes_the_worker_and_shim_ports_and_the_scratch_dir(instructions):
     assert {int(p) for p in exposed.split()} == {OperatorConfig().worker_port, 9200}
     env = " ".join(v for i, v in final if i == "ENV")
     assert "TMD_WORK_DIR=/tmp" in env  # /tmp is the emptyDir of the read-only-root pods
+
+
+def test_the_copied_files_build_a_tmd_wheel_with_every_module(instructions, tmp_path):
+    """What `pip install .` does in the build stage, on exactly the files the Dockerfile copies
+    (minus what .dockerignore drops): it must produce every tmd module and the `tmd` script."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    copies = [value.split() for instruction, value in instructions if instruction == "COPY"
+              and not value.startswith("--from")]
+    context = tmp_path / "context"
+    context.mkdir()
+    for args in copies:
+        for source in args[:-1]:
+            src = REPO / source
+            if src.is_dir():
+                shutil.copytree(src, context / source, ignore=lambda d, names: [n for n in names if ignored(n)])
+            else:
+                shutil.copy(src, context / source)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir",
+                           "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = (tmp_path / "dist").glob("tmd-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "tmd").rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= names, sorted(modules - names)[:5]
+    assert "tmd = tmd.cli:main" in entry_points
