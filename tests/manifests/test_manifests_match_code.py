@@ -98,19 +98,24 @@ def test_network_policy_fences_the_worker_pods_the_operator_builds():
         assert not _matches(peer["podSelector"], {"app.kubernetes.io/name": "something-else"})
 
 
-def test_shim_service_reaches_the_shim_pods():
+def test_shim_service_reaches_the_shim_pods_and_store():
     docs = build("base")
     service = find(docs, "Service", "tmd-shim")
     template = find(docs, "Deployment", "tmd-shim")["spec"]["template"]
     assert _matches({"matchLabels": service["spec"]["selector"]}, template["metadata"]["labels"])
     container = template["spec"]["containers"][0]
-    assert [p["port"] for p in service["spec"]["ports"]] == [9200]
-    assert container["args"][container["args"].index("--port") + 1] == "9200"
-    store = container["args"][container["args"].index("--store-dir") + 1]
-    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == store)
+    env = env_of(container)
+    [port] = service["spec"]["ports"]
+    assert port["port"] == int(env["TMD_SHIM_PORT"]) == container["ports"][0]["containerPort"]
+    assert port["targetPort"] == container["ports"][0]["name"]
+    namespace = service["metadata"]["namespace"]
+    assert env["TMD_STORE_URI_BASE"] == f"http://{service['metadata']['name']}.{namespace}.svc:{port['port']}"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env["TMD_STORE"])
     volume = next(v for v in template["spec"]["volumes"] if v["name"] == mount["name"])
     find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
-    assert env_of(container)["TMD_SHIM_AUTH_SECRET"] in find(docs, "Role", "tmd-shim")["rules"][2]["resourceNames"]
+    secret_rule = next(r for r in find(docs, "Role", "tmd-shim")["rules"] if r["resources"] == ["secrets"])
+    assert secret_rule["resourceNames"] == [env["TMD_AUTH_SECRET"]]
+    assert int(env["TMD_WORKER_PORT"]) == operator_config().worker_port
 
 
 @pytest.mark.parametrize("name", ["tmd-operator", "tmd-shim"])

@@ -4,76 +4,24 @@ handlers tmd registers. Nothing less (it would fail in a cluster), nothing more 
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from kubernetes import client
 
+from tests.manifests.apirecorder import Permission, granted, permission, recording_api
 from tests.manifests.kustomize import build, find
 from tmd.operator.kube import Kube
 
-Permission = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
-
-
-class Recorder(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str]] = []
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        Recorder.requests.append((self.command, self.path))
-        body = json.dumps({"kind": "List", "apiVersion": "v1", "items": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
-def kube() -> Iterator[Kube]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    Recorder.requests = []
-    configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
-    api = client.ApiClient(configuration)
-    try:
-        yield Kube(api)
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def kube() -> Iterator[tuple[Kube, list[tuple[str, str]]]]:
+    with recording_api() as (api, requests):
+        yield Kube(api), requests
 
 
-def permission(method: str, path: str) -> Permission:
-    """The RBAC (group, resource, verb) of one API request, as the API server's authorizer sees it."""
-    url = urlsplit(path)
-    parts = url.path.strip("/").split("/")
-    if parts[0] == "api":
-        group, rest = "", parts[2:]
-    else:
-        group, rest = parts[1], parts[3:]
-    if rest[0] == "namespaces" and len(rest) > 2:
-        rest = rest[2:]
-    resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
-    watch = parse_qs(url.query).get("watch") == ["true"]
-    verb = {"GET": "watch" if watch else ("get" if name else "list"), "POST": "create", "PATCH": "patch",
-            "PUT": "update", "DELETE": "delete" if name else "deletecollection"}[method]
-    return group, f"{resource}/{sub}" if sub else resource, verb
-
-
-def operator_requests(kube: Kube) -> set[Permission]:
+def operator_requests(recorded: tuple[Kube, list[tuple[str, str]]]) -> set[Permission]:
+    kube, requests = recorded
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", "namespace": "ns"},
            "spec": {"containers": [{"name": "worker", "image": "tmd"}]}}
     kube.list_nodes()
@@ -92,7 +40,7 @@ def operator_requests(kube: Kube) -> set[Permission]:
                           "ensure_priority_class", "create_pod", "delete_pod", "annotate_pod", "resize_pod",
                           "replace_status", "replace_deployment_status", "replace_model_status"}, \
         "Kube has a new call: exercise it here and grant it in manifests/base/operator-rbac.yaml"
-    return {permission(method, path) for method, path in Recorder.requests}
+    return {permission(method, path) for method, path in requests}
 
 
 def kopf_needs() -> set[Permission]:
@@ -118,21 +66,15 @@ def kopf_needs() -> set[Permission]:
     return needs
 
 
-def granted() -> set[Permission]:
+def operator_granted() -> set[Permission]:
     role = find(build("base"), "ClusterRole", "tmd-operator")
-    out: set[Permission] = set()
-    for rule in role["rules"]:
-        assert "resourceNames" not in rule, "requests above are checked without names"
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                for verb in rule["verbs"]:
-                    out.add((group, resource, verb))
-    return out
+    assert all("resourceNames" not in rule for rule in role["rules"]), "requests are checked without names"
+    return granted(role)
 
 
 def test_cluster_role_grants_exactly_what_the_operator_uses(kube):
     needed = operator_requests(kube) | kopf_needs()
-    have = granted()
+    have = operator_granted()
     assert not needed - have, f"missing from the ClusterRole: {sorted(needed - have)}"
     assert not have - needed, f"granted but never used: {sorted(have - needed)}"
 
