@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 import sys
@@ -36,5 +37,13 @@ def find(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, An
     return matches[0]
 
 
-def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+def env_of(container: dict[str, Any], namespace: str | None = None) -> dict[str, str]:
+    """The container's environment as the kubelet sets it: with `namespace`, a fieldRef to
+    metadata.namespace resolves to it, and $(VAR) references to earlier variables expand."""
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), entry["value"])
+        elif namespace and entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[entry["name"]] = namespace
+    return env

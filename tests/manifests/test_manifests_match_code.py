@@ -104,7 +104,7 @@ def test_shim_service_reaches_the_shim_pods_and_store():
     template = find(docs, "Deployment", "tmd-shim")["spec"]["template"]
     assert _matches({"matchLabels": service["spec"]["selector"]}, template["metadata"]["labels"])
     container = template["spec"]["containers"][0]
-    env = env_of(container)
+    env = env_of(container, namespace=find(docs, "Deployment", "tmd-shim")["metadata"]["namespace"])
     [port] = service["spec"]["ports"]
     assert port["port"] == int(env["TMD_SHIM_PORT"]) == container["ports"][0]["containerPort"]
     assert port["targetPort"] == container["ports"][0]["name"]

@@ -25,11 +25,7 @@ def manifest_env() -> dict[str, str]:
     """The container's environment as the kubelet sets it (fieldRefs resolved)."""
     deployment = shim_deployment()
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = env_of(container)
-    for entry in container["env"]:
-        if entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
-            env[entry["name"]] = deployment["metadata"]["namespace"]
-    return env
+    return env_of(container, namespace=deployment["metadata"]["namespace"])
 
 
 def test_every_variable_is_one_the_shim_reads():
