@@ -155,3 +155,38 @@ def test_operator_never_runs_twice():
     """Standalone kopf has no peering: one replica, replaced by stopping it first."""
     operator = find(build("base"), "Deployment", "tmd-operator")["spec"]
     assert operator["replicas"] == 1 and operator["strategy"] == {"type": "Recreate"}
+
+
+def _worker_pods() -> list[dict[str, Any]]:
+    config = operator_config()
+    normal = DeploymentSpec(model_id="test_model", number_of_allocations=2, threads_per_allocation=2)
+    low = DeploymentSpec(model_id="test_model", priority="low")
+    return [worker_pod(deployment(allocations=2, threads=2), normal, model(), "node-1", 2, 1 << 30, config),
+            worker_pod(deployment(priority="low"), low, model(), "node-1", 1, 1 << 30, config)]
+
+
+@pytest.mark.parametrize("pod", _worker_pods(), ids=["normal", "low"])
+def test_worker_pods_the_operator_builds_are_valid_kubernetes(pod):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(pod, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize("pod", _worker_pods(), ids=["normal", "low"])
+def test_worker_pods_meet_the_namespaces_enforced_baseline(pod):
+    """tmd-system enforces Pod Security `baseline` because worker pods (built by the operator)
+    do not meet `restricted` yet; they must meet baseline, or the API server refuses them."""
+    namespace = find(build("base"), "Namespace", "tmd-system")["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "baseline"
+    spec = pod["spec"]
+    assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    assert not any("hostPath" in v for v in spec.get("volumes", []))
+    for container in spec["containers"]:
+        sc = container.get("securityContext") or {}
+        assert not sc.get("privileged")
+        assert not (sc.get("capabilities") or {}).get("add")
+        assert not any(p.get("hostPort") for p in container.get("ports", []))
+        assert "procMount" not in sc and "seLinuxOptions" not in sc
+    # Restricted would also need these; when pods.py sets them, enforce `restricted` in namespace.yaml.
+    missing = [k for k in ("runAsNonRoot", "seccompProfile") if k not in (spec.get("securityContext") or {})]
+    assert missing, "worker pods now set a pod securityContext: enforce `restricted` on tmd-system"
