@@ -1,0 +1,31 @@
+"""docs/operations.md lists exactly what the code has: the worker's metrics and the operator's settings."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from tests.manifests.kustomize import REPO
+from tmd.operator.config import OperatorConfig
+from tmd.worker.metrics import WorkerCollector, make_registry, render
+from tmd.worker.stats import StatsSnapshot
+
+OPERATIONS = (REPO / "docs" / "operations.md").read_text()
+
+
+def table_names(prefix: str) -> set[str]:
+    return set(re.findall(rf"^\| `({prefix}[a-z_A-Z]+)` \|", OPERATIONS, flags=re.M))
+
+
+def test_metrics_table_lists_every_exported_metric():
+    gauges = {"pending": 3, "allocations": 2, "threads": 1, "queue_capacity": 1024}
+    collector = WorkerCollector(lambda: (StatsSnapshot(start_time_ms=1), gauges), lambda: {"deployment_id": "d"})
+    text = render(make_registry(collector)).decode()
+    exported = set(re.findall(r"^(tmd_[a-z_]+)\{", text, flags=re.M))
+    assert exported and table_names("tmd_") == exported
+    assert set(re.findall(r"\{(\w+)=", text)) == {"deployment_id"}  # the label the doc names
+
+
+def test_settings_table_lists_every_variable_the_operator_reads():
+    read = set(re.findall(r'"(TMD_[A-Z_]+)" in env', inspect.getsource(OperatorConfig.from_env)))
+    assert table_names("TMD_") == read
