@@ -111,6 +111,7 @@ class APIServer:
             await self._runner.cleanup()
             self._runner = None
         if self._store:
+            await self._store.drain()
             self._store.close()
             log.info("apiserver stopped revision=%d", self._store.revision)
             self._store = None

@@ -68,7 +68,7 @@ class Registry:
 
     def _on_events(self, events: list[Any]) -> None:
         """Discovery must reflect a CRD before its watch event is delivered (kopf re-scans on it)."""
-        if any(e.res == CRD_KEY for e in events):
+        if not events or any(e.res == CRD_KEY for e in events):  # [] = state reloaded from disk
             self.rebuild_types()
 
     def resolve(self, group: str, version: str, plural: str) -> ResourceType:
@@ -197,12 +197,8 @@ class Registry:
         return errs
 
     def _commit(self, changes: list[Change]) -> None:
-        try:
-            self.store.commit(changes)
-        except StatusError:
-            raise
-        except Exception as e:  # disk full, I/O error: nothing was applied
-            raise E.internal(str(e)) from e
+        """Apply at once; the HTTP layer answers only after the store reports it durable."""
+        self.store.commit(changes)
 
     # --- create ------------------------------------------------------------------------------
 
