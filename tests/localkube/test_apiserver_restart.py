@@ -86,3 +86,50 @@ def test_data_is_committed_before_the_response(server: ServerThread, tmp_path: p
     rows = db.execute("SELECT body FROM objects WHERE res='/configmaps' AND name='acked'").fetchall()
     db.close()
     assert json.loads(rows[0][0])["data"] == {"k": "v"}
+
+
+SERVE = """
+import asyncio, pathlib, sys
+from tmd.localkube.apiserver import APIServer
+async def main():
+    server = APIServer(pathlib.Path(sys.argv[1]))
+    await server.start()
+    print(server.port, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def test_sigkill_loses_nothing_acknowledged(tmp_path: pathlib.Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(data)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        probe = ServerThread(data)
+        probe.port = port
+        core = kubernetes.client.CoreV1Api(client(probe, tmp_path))
+        acked: list[str] = []
+
+        def create(i: int) -> None:
+            core.create_namespaced_config_map("default", {"metadata": {"name": f"acked-{i}"}})
+            acked.append(f"acked-{i}")
+        with ThreadPoolExecutor(8) as pool:  # concurrent writers share group commits
+            list(pool.map(create, range(40)))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    server = ServerThread(data)
+    server.start()
+    try:
+        core = kubernetes.client.CoreV1Api(client(server, tmp_path))
+        names = {c.metadata.name for c in core.list_namespaced_config_map("default").items}
+        assert set(acked) <= names and len(acked) == 40
+    finally:
+        server.stop()
