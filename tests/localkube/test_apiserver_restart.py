@@ -133,3 +133,21 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: pathlib.Path) -> None:
         assert set(acked) <= names and len(acked) == 40
     finally:
         server.stop()
+
+
+def test_events_expire_after_ttl(tmp_path: pathlib.Path) -> None:
+    import time
+    server = ServerThread(tmp_path / "data", event_ttl=1.0)
+    server.start()
+    try:
+        core = kubernetes.client.CoreV1Api(client(server, tmp_path))
+        core.create_namespaced_event("default", {"metadata": {"name": "short-lived"}, "reason": "R",
+                                                 "involvedObject": {"kind": "Pod", "name": "p"}})
+        core.create_namespaced_config_map("default", {"metadata": {"name": "long-lived"}})
+        deadline = time.monotonic() + 15
+        while core.list_namespaced_event("default").items and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert core.list_namespaced_event("default").items == []
+        assert core.read_namespaced_config_map("long-lived", "default").metadata.name == "long-lived"
+    finally:
+        server.stop()

@@ -14,15 +14,19 @@ from typing import Any
 
 from .errors import StatusError
 from .registry import CRD_CLEANUP, CRD_KEY, NS_KEY, Registry, _ready_to_remove
+from .meta import now, parse_time
 from .store import Change
+
+EVENT_KEY = "/events"
 
 log = logging.getLogger("tmd.localkube.apiserver.controllers")
 
 
 class Controllers:
-    def __init__(self, registry: Registry, period: float = 1.0) -> None:
+    def __init__(self, registry: Registry, period: float = 1.0, event_ttl: float = 3600.0) -> None:
         self.registry = registry
         self.period = period
+        self.event_ttl = event_ttl  # kube-apiserver --event-ttl: events are garbage after an hour
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,10 +98,17 @@ class Controllers:
                 if res == NS_KEY:
                     changed |= self._namespace_cleanup(obj)
                     continue
+            if res == EVENT_KEY and self._expired(meta):
+                changed |= self._delete(res, obj, "Background")
+                continue
             refs = meta.get("ownerReferences") or []
             if refs and not meta.get("deletionTimestamp") and self._orphaned(obj, refs):
                 changed |= self._delete(res, obj, "Background")
         return changed
+
+    def _expired(self, meta: dict[str, Any]) -> bool:
+        created = parse_time(meta.get("creationTimestamp", ""))
+        return created is not None and (now() - created).total_seconds() > self.event_ttl
 
     def _orphaned(self, obj: dict[str, Any], refs: list[dict[str, Any]]) -> bool:
         """True when no owner exists any more (an owner being deleted in foreground still counts)."""
