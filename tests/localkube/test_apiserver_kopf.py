@@ -15,11 +15,14 @@ import pytest
 from .conftest import Cluster
 
 OPERATOR = '''
-import kopf, kubernetes
+import os, kopf, kubernetes
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_):
     settings.watching.server_timeout = 30
+    if os.environ.get("KOPF_STREAMING") == "1":  # kopf 1.45: WatchList-style start and chunked lists
+        settings.watching.initial_streaming = True
+        settings.watching.chunk_size = 1
 
 @kopf.on.create("kopf.dev", "v1", "kopfexamples")
 def create_fn(body, name, namespace, patch, **_):
@@ -67,12 +70,13 @@ class Output:
         return sum(text in line for line in self.lines)
 
 
-@pytest.fixture
-def kopf(cluster: Cluster, example_crd: str) -> Iterator[Output]:
+@pytest.fixture(params=["list-watch", "initial-streaming"])
+def kopf(cluster: Cluster, example_crd: str, request: pytest.FixtureRequest) -> Iterator[Output]:
     path = cluster.root / "operator.py"
     path.write_text(OPERATOR)
+    env = {**cluster.env(), "KOPF_STREAMING": "1" if request.param == "initial-streaming" else "0"}
     proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-A", "--verbose", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env())
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     out = Output(proc)
     try:
         out.wait_for("Starting the watch-stream for kopfexamples.v1.kopf.dev")

@@ -81,7 +81,11 @@ class APIServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:  # e.g. port in use: release the database and tasks before reporting it
+            await self.stop()
+            raise
         server = site._server  # aiohttp exposes the bound sockets only here
         if self.port == 0 and server is not None and getattr(server, "sockets", None):
             self.port = server.sockets[0].getsockname()[1]
