@@ -156,7 +156,9 @@ def test_events_expire_after_ttl(tmp_path: pathlib.Path) -> None:
 def test_start_on_a_busy_port_fails_cleanly(server: ServerThread, tmp_path: pathlib.Path) -> None:
     import asyncio
     from tmd.localkube.apiserver import APIServer
-    other = APIServer(tmp_path / "other", port=server.port)
-    with pytest.raises(OSError):
-        asyncio.run(other.start())
-    asyncio.run(other.stop())  # idempotent after a failed start
+    async def attempt() -> None:
+        other = APIServer(tmp_path / "other", port=server.port)
+        with pytest.raises(OSError):
+            await other.start()
+        await other.stop()  # idempotent after a failed start
+    asyncio.run(attempt())

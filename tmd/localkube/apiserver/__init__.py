@@ -106,6 +106,7 @@ class APIServer:
         log.info("apiserver stopping")
         if self._controllers:
             await self._controllers.stop()
+            self._controllers = None
         if self._store:
             for ws in self._store.watchers.values():
                 for w in list(ws):
@@ -114,6 +115,7 @@ class APIServer:
             streams = list(self._handlers.streams)
             if streams:
                 await asyncio.wait(streams, timeout=2.0)
+            self._handlers = None
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
