@@ -88,6 +88,13 @@ def kopf(cluster: Cluster, example_crd: str, request: pytest.FixtureRequest) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        custom = kubernetes.client.CustomObjectsApi(cluster.api_client())  # leftovers of a failed test
+        for item in custom.list_namespaced_custom_object("kopf.dev", "v1", "default", "kopfexamples")["items"]:
+            name = item["metadata"]["name"]
+            custom.patch_namespaced_custom_object("kopf.dev", "v1", "default", "kopfexamples", name,
+                                                  {"metadata": {"finalizers": None}})
+            if not item["metadata"].get("deletionTimestamp"):
+                custom.delete_namespaced_custom_object("kopf.dev", "v1", "default", "kopfexamples", name)
 
 
 @pytest.mark.slow
@@ -100,7 +107,12 @@ def test_kopf_operator_lifecycle(cluster: Cluster, kopf: Output) -> None:
         "apiVersion": "kopf.dev/v1", "kind": "KopfExample", "metadata": {"name": "op1"}, "spec": {"field": "a"}})
     kopf.wait_for("Handler 'create_fn' succeeded")
     handled_in = time.monotonic() - started
-    obj: dict[str, Any] = custom.get_namespaced_custom_object("kopf.dev", "v1", "default", "kopfexamples", "op1")
+    deadline = time.monotonic() + 10  # kopf writes the handler's status right after logging success
+    while True:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object("kopf.dev", "v1", "default", "kopfexamples", "op1")
+        if "create_fn" in obj.get("status", {}) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert obj["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
     assert obj["status"]["phase"] == "Ready" and obj["status"]["create_fn"] == {"message": "created"}
     worker = core.read_namespaced_pod("op1-worker", "default")
