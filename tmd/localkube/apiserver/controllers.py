@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import StatusError
 from .registry import CRD_CLEANUP, CRD_KEY, NS_KEY, Registry, _ready_to_remove
-from .meta import now, parse_time
+from .meta import now, parse_time, rfc3339
 from .store import Change
 
 EVENT_KEY = "/events"
@@ -195,6 +195,15 @@ class Controllers:
         store = self.registry.store
         remaining = store.list(key, None)
         changed = False
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Terminating" for c in conditions):
+            new = copy.deepcopy(crd)
+            new.setdefault("status", {})["conditions"] = conditions + [{
+                "type": "Terminating", "status": "True", "lastTransitionTime": rfc3339(now()),
+                "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress"}]
+            self._write(CRD_KEY, crd, new)
+            crd = new
+            changed = True
         for obj in remaining:
             if not obj["metadata"].get("deletionTimestamp"):
                 changed |= self._delete(key, obj, "Background")
