@@ -18,6 +18,8 @@ from .meta import now, parse_time, rfc3339
 from .store import Change
 
 EVENT_KEY = "/events"
+POD_KEY = "/pods"
+NODE_KEY = "/nodes"
 
 log = logging.getLogger("tmd.localkube.apiserver.controllers")
 
@@ -98,6 +100,9 @@ class Controllers:
                 if res == NS_KEY:
                     changed |= self._namespace_cleanup(obj)
                     continue
+                if res == POD_KEY and self._orphaned_terminating_pod(obj):
+                    changed |= self._force_delete_pod(obj)
+                    continue
             if res == EVENT_KEY and self._expired(meta):
                 changed |= self._delete(res, obj, "Background")
                 continue
@@ -105,6 +110,24 @@ class Controllers:
             if refs and not meta.get("deletionTimestamp") and self._orphaned(obj, refs):
                 changed |= self._delete(res, obj, "Background")
         return changed
+
+    def _orphaned_terminating_pod(self, pod: dict[str, Any]) -> bool:
+        """podgc: a pod past its grace period on a node that does not exist has no kubelet to finish it."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        deadline = parse_time(pod["metadata"].get("deletionTimestamp", ""))
+        return bool(node) and deadline is not None and now() >= deadline and \
+            self.registry.store.get(NODE_KEY, "", node) is None
+
+    def _force_delete_pod(self, pod: dict[str, Any]) -> bool:
+        rt = self._rt(POD_KEY)
+        meta = pod["metadata"]
+        before = self.registry.store.revision
+        try:
+            self.registry.delete(rt, meta["namespace"], meta["name"],
+                                 {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+        except StatusError:
+            return False
+        return self.registry.store.revision != before
 
     def _expired(self, meta: dict[str, Any]) -> bool:
         created = parse_time(meta.get("creationTimestamp", ""))
