@@ -138,3 +138,50 @@ def test_kopf_operator_lifecycle(cluster: Cluster, kopf: Output) -> None:
         assert bad not in text, text
     assert kopf.count("Handler 'create_fn' succeeded") == 1 and kopf.count("Handler 'delete_fn' succeeded") == 1
     print(f"kopf handled the creation {handled_in:.2f}s after it was written")
+
+
+PRUNING_OPERATOR = '''
+import kopf
+
+@kopf.on.create("pruned.example.com", "v1", "kopfexamples")
+def create_fn(**_):
+    return {"message": "dropped by the structural schema"}
+'''
+
+
+@pytest.mark.slow
+def test_kopf_sees_status_pruning_as_inconsistency(cluster: Cluster) -> None:
+    """§8 check 8: a status schema without x-kubernetes-preserve-unknown-fields prunes kopf's handler results,
+    and kopf warns about the inconsistent patch, exactly as on a real cluster."""
+    import yaml
+    from .conftest import CRD_MANIFEST
+    crd = yaml.safe_load(CRD_MANIFEST.replace("kopf.dev", "pruned.example.com").replace("[kex]", "[prn]"))
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"] = {
+        "type": "object", "properties": {"phase": {"type": "string"}}}
+    api = cluster.api_client()
+    kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    path = cluster.root / "pruning_operator.py"
+    path.write_text(PRUNING_OPERATOR)
+    proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-A", "--verbose", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env())
+    out = Output(proc)
+    custom = kubernetes.client.CustomObjectsApi(api)
+    try:
+        out.wait_for("Starting the watch-stream for kopfexamples.v1.pruned.example.com")
+        custom.create_namespaced_custom_object("pruned.example.com", "v1", "default", "kopfexamples", {
+            "apiVersion": "pruned.example.com/v1", "kind": "KopfExample", "metadata": {"name": "p1"}, "spec": {}})
+        out.wait_for("Handler 'create_fn' succeeded")
+        out.wait_for("inconsistencies")
+        print(next(line for line in out.lines if "inconsistencies" in line).strip())
+        obj = custom.get_namespaced_custom_object("pruned.example.com", "v1", "default", "kopfexamples", "p1")
+        assert "create_fn" not in obj.get("status", {})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    custom.patch_namespaced_custom_object("pruned.example.com", "v1", "default", "kopfexamples", "p1",
+                                          {"metadata": {"finalizers": None}})
+    kubernetes.client.ApiextensionsV1Api(api).delete_custom_resource_definition("kopfexamples.pruned.example.com")
