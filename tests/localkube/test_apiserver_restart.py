@@ -14,8 +14,8 @@ import yaml
 from .conftest import CRD_MANIFEST, ServerThread, write_kubeconfig
 
 
-def client(server: ServerThread, tmp: pathlib.Path) -> Any:
-    write_kubeconfig(tmp / "kubeconfig", server.url)
+def client(server: ServerThread | str, tmp: pathlib.Path) -> Any:
+    write_kubeconfig(tmp / "kubeconfig", server if isinstance(server, str) else server.url)
     return kubernetes.config.new_client_from_config(config_file=str(tmp / "kubeconfig"))
 
 
@@ -112,9 +112,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: pathlib.Path) -> None:
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        probe = ServerThread(data)
-        probe.port = port
-        core = kubernetes.client.CoreV1Api(client(probe, tmp_path))
+        core = kubernetes.client.CoreV1Api(client(f"http://127.0.0.1:{port}", tmp_path))
         acked: list[str] = []
 
         def create(i: int) -> None:
