@@ -399,3 +399,14 @@ def test_scale_subresource(cluster: Cluster, api: Any, kubectl: str) -> None:
                                                     {"spec": {"replicas": -1}})
     assert e.value.status == 422
     kubernetes.client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"kopfexamples.{group}")
+
+
+@pytest.mark.parametrize("kubectl", kubectl_binaries())
+def test_kubectl_strict_validation_of_builtin(cluster: Cluster, core: Any, kubectl: str) -> None:
+    manifest = ("apiVersion: v1\nkind: Pod\nmetadata: {name: strict-pod}\n"
+                "spec:\n  containers: [{name: c, image: i, bogus: 1}]\n")
+    bad = cluster.kubectl(kubectl, "apply", "-f", "-", input=manifest, check=False)
+    assert bad.returncode == 1
+    assert 'strict decoding error: unknown field "spec.containers[0].bogus"' in bad.stderr
+    with pytest.raises(ApiException):
+        core.read_namespaced_pod("strict-pod", "default")

@@ -206,3 +206,11 @@ def test_crd_deletion_cascades_to_custom_resources(cluster: Cluster, core: Any) 
     with pytest.raises(ApiException) as e:
         custom.list_namespaced_custom_object("doomed.example.com", "v1", "default", "dooms")
     assert e.value.status == 404
+
+
+def test_terminating_pod_on_missing_node_is_collected_after_grace(core: Any) -> None:
+    core.create_namespaced_pod("default", {"metadata": {"name": "nodeless"}, "spec": {
+        "nodeName": "no-such-node", "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "x"}]}})
+    core.delete_namespaced_pod("nodeless", "default")
+    assert core.read_namespaced_pod("nodeless", "default").metadata.deletion_timestamp
+    eventually(lambda: not exists(core.read_namespaced_pod, "nodeless", "default"), timeout=15)

@@ -14,8 +14,8 @@ import yaml
 from .conftest import CRD_MANIFEST, ServerThread, write_kubeconfig
 
 
-def client(server: ServerThread, tmp: pathlib.Path) -> Any:
-    write_kubeconfig(tmp / "kubeconfig", server.url)
+def client(server: ServerThread | str, tmp: pathlib.Path) -> Any:
+    write_kubeconfig(tmp / "kubeconfig", server if isinstance(server, str) else server.url)
     return kubernetes.config.new_client_from_config(config_file=str(tmp / "kubeconfig"))
 
 
@@ -86,3 +86,77 @@ def test_data_is_committed_before_the_response(server: ServerThread, tmp_path: p
     rows = db.execute("SELECT body FROM objects WHERE res='/configmaps' AND name='acked'").fetchall()
     db.close()
     assert json.loads(rows[0][0])["data"] == {"k": "v"}
+
+
+SERVE = """
+import asyncio, pathlib, sys
+from tmd.localkube.apiserver import APIServer
+async def main():
+    server = APIServer(pathlib.Path(sys.argv[1]))
+    await server.start()
+    print(server.port, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def test_sigkill_loses_nothing_acknowledged(tmp_path: pathlib.Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(data)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        core = kubernetes.client.CoreV1Api(client(f"http://127.0.0.1:{port}", tmp_path))
+        acked: list[str] = []
+
+        def create(i: int) -> None:
+            core.create_namespaced_config_map("default", {"metadata": {"name": f"acked-{i}"}})
+            acked.append(f"acked-{i}")
+        with ThreadPoolExecutor(8) as pool:  # concurrent writers share group commits
+            list(pool.map(create, range(40)))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    server = ServerThread(data)
+    server.start()
+    try:
+        core = kubernetes.client.CoreV1Api(client(server, tmp_path))
+        names = {c.metadata.name for c in core.list_namespaced_config_map("default").items}
+        assert set(acked) <= names and len(acked) == 40
+    finally:
+        server.stop()
+
+
+def test_events_expire_after_ttl(tmp_path: pathlib.Path) -> None:
+    import time
+    server = ServerThread(tmp_path / "data", event_ttl=1.0)
+    server.start()
+    try:
+        core = kubernetes.client.CoreV1Api(client(server, tmp_path))
+        core.create_namespaced_event("default", {"metadata": {"name": "short-lived"}, "reason": "R",
+                                                 "involvedObject": {"kind": "Pod", "name": "p"}})
+        core.create_namespaced_config_map("default", {"metadata": {"name": "long-lived"}})
+        deadline = time.monotonic() + 15
+        while core.list_namespaced_event("default").items and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert core.list_namespaced_event("default").items == []
+        assert core.read_namespaced_config_map("long-lived", "default").metadata.name == "long-lived"
+    finally:
+        server.stop()
+
+
+def test_start_on_a_busy_port_fails_cleanly(server: ServerThread, tmp_path: pathlib.Path) -> None:
+    import asyncio
+    from tmd.localkube.apiserver import APIServer
+    async def attempt() -> None:
+        other = APIServer(tmp_path / "other", port=server.port)
+        with pytest.raises(OSError):
+            await other.start()
+        await other.stop()  # idempotent after a failed start
+    asyncio.run(attempt())

@@ -54,13 +54,12 @@ def _tree(model: type) -> Tree | None:
 
 def _field_tree(annotation: Any) -> Any:
     container, inner = _unwrap(annotation)
-    while True:
-        if container in ("list", "dict"):
-            sub = _field_tree(inner)
-            return {"*": sub} if sub is not None else None
-        if isinstance(inner, type) and hasattr(inner, "model_fields"):
-            return _tree(inner)
-        return None
+    if container in ("list", "dict"):
+        sub = _field_tree(inner)
+        return {"*": sub} if sub is not None else None
+    if isinstance(inner, type) and hasattr(inner, "model_fields"):
+        return _tree(inner)
+    return None
 
 
 @functools.lru_cache(maxsize=None)

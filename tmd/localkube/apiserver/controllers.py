@@ -14,15 +14,21 @@ from typing import Any
 
 from .errors import StatusError
 from .registry import CRD_CLEANUP, CRD_KEY, NS_KEY, Registry, _ready_to_remove
+from .meta import now, parse_time, rfc3339
 from .store import Change
+
+EVENT_KEY = "/events"
+POD_KEY = "/pods"
+NODE_KEY = "/nodes"
 
 log = logging.getLogger("tmd.localkube.apiserver.controllers")
 
 
 class Controllers:
-    def __init__(self, registry: Registry, period: float = 1.0) -> None:
+    def __init__(self, registry: Registry, period: float = 1.0, event_ttl: float = 3600.0) -> None:
         self.registry = registry
         self.period = period
+        self.event_ttl = event_ttl  # kube-apiserver --event-ttl: events are garbage after an hour
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,10 +100,38 @@ class Controllers:
                 if res == NS_KEY:
                     changed |= self._namespace_cleanup(obj)
                     continue
+                if res == POD_KEY and self._orphaned_terminating_pod(obj):
+                    changed |= self._force_delete_pod(obj)
+                    continue
+            if res == EVENT_KEY and self._expired(meta):
+                changed |= self._delete(res, obj, "Background")
+                continue
             refs = meta.get("ownerReferences") or []
             if refs and not meta.get("deletionTimestamp") and self._orphaned(obj, refs):
                 changed |= self._delete(res, obj, "Background")
         return changed
+
+    def _orphaned_terminating_pod(self, pod: dict[str, Any]) -> bool:
+        """podgc: a pod past its grace period on a node that does not exist has no kubelet to finish it."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        deadline = parse_time(pod["metadata"].get("deletionTimestamp", ""))
+        return bool(node) and deadline is not None and now() >= deadline and \
+            self.registry.store.get(NODE_KEY, "", node) is None
+
+    def _force_delete_pod(self, pod: dict[str, Any]) -> bool:
+        rt = self._rt(POD_KEY)
+        meta = pod["metadata"]
+        before = self.registry.store.revision
+        try:
+            self.registry.delete(rt, meta["namespace"], meta["name"],
+                                 {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+        except StatusError:
+            return False
+        return self.registry.store.revision != before
+
+    def _expired(self, meta: dict[str, Any]) -> bool:
+        created = parse_time(meta.get("creationTimestamp", ""))
+        return created is not None and (now() - created).total_seconds() > self.event_ttl
 
     def _orphaned(self, obj: dict[str, Any], refs: list[dict[str, Any]]) -> bool:
         """True when no owner exists any more (an owner being deleted in foreground still counts)."""
@@ -184,6 +218,15 @@ class Controllers:
         store = self.registry.store
         remaining = store.list(key, None)
         changed = False
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Terminating" for c in conditions):
+            new = copy.deepcopy(crd)
+            new.setdefault("status", {})["conditions"] = conditions + [{
+                "type": "Terminating", "status": "True", "lastTransitionTime": rfc3339(now()),
+                "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress"}]
+            self._write(CRD_KEY, crd, new)
+            crd = new
+            changed = True
         for obj in remaining:
             if not obj["metadata"].get("deletionTimestamp"):
                 changed |= self._delete(key, obj, "Background")

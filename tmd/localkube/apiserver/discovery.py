@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from .kinds import ResourceType
@@ -30,7 +31,6 @@ def _preferred(t_versions: list[str], types: list[ResourceType], group: str) -> 
 
 def _version_priority(v: str) -> tuple[int, int, int]:
     """Kubernetes version ordering: GA > beta > alpha, higher numbers first."""
-    import re
     m = re.match(r"^v(\d+)(?:(alpha|beta)(\d+))?$", v)
     if not m:
         return (3, 0, 0)

@@ -14,7 +14,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from .errors import StatusError, bad_request, unprocessable
+from .errors import bad_request, unprocessable, unsupported_media_type
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -205,9 +205,6 @@ def _apply_dict(target: Any, applied: Any) -> Any:
 def check_patch_type(content_type: str, builtin: bool) -> str:
     accepted = [JSON_PATCH, MERGE_PATCH] + ([STRATEGIC_PATCH] if builtin else []) + [APPLY_PATCH, APPLY_PATCH_CBOR]
     if content_type not in accepted:
-        from .errors import unsupported_media_type
         raise unsupported_media_type(accepted)
     return content_type
 
-
-__all__ = ["StatusError", "merge_patch", "json_patch", "strategic_merge", "apply_merge", "check_patch_type"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,7 +18,7 @@ from . import schema as S
 from . import strategies
 from .builtin_fields import fill_go_zero_values, tree_for, unknown_fields
 from .errors import FieldError, StatusError
-from .kinds import ResourceType, builtin_types, crd_types, crd_version
+from .kinds import ResourceType, builtin_types, crd_types, crd_version, storage_version
 from .meta import deep_copy, generate_name, normalise_metadata, now, parse_time, rfc3339, validate_metadata
 from .patching import (APPLY_PATCH, APPLY_PATCH_CBOR, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, apply_merge,
                        check_patch_type, json_patch, merge_patch, strategic_merge)
@@ -68,7 +69,7 @@ class Registry:
 
     def _on_events(self, events: list[Any]) -> None:
         """Discovery must reflect a CRD before its watch event is delivered (kopf re-scans on it)."""
-        if any(e.res == CRD_KEY for e in events):
+        if not events or any(e.res == CRD_KEY for e in events):  # [] = state reloaded from disk
             self.rebuild_types()
 
     def resolve(self, group: str, version: str, plural: str) -> ResourceType:
@@ -197,12 +198,8 @@ class Registry:
         return errs
 
     def _commit(self, changes: list[Change]) -> None:
-        try:
-            self.store.commit(changes)
-        except StatusError:
-            raise
-        except Exception as e:  # disk full, I/O error: nothing was applied
-            raise E.internal(str(e)) from e
+        """Apply at once; the HTTP layer answers only after the store reports it durable."""
+        self.store.commit(changes)
 
     # --- create ------------------------------------------------------------------------------
 
@@ -571,7 +568,6 @@ class Registry:
 
 
 def _compact(body: Any) -> str:
-    import json
     text = json.dumps(body, separators=(",", ":"))
     return text if len(text) <= 200 else text[:200] + "..."
 
@@ -605,7 +601,6 @@ def _service_account(ns: str) -> dict[str, Any]:
 
 
 def _storage(rt: ResourceType) -> str:
-    from .kinds import storage_version
     return storage_version(rt.crd) if rt.crd else rt.version
 
 

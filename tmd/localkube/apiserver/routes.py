@@ -22,6 +22,7 @@ from .patching import (APPLY_PATCH, JSON_PATCH, STRATEGIC_PATCH, check_patch_typ
                        strategic_merge)
 from .registry import Registry
 from .selector import label_matcher, parse_field_selector
+from .store import StorageFailure
 from .logs import serve_log
 from .watch import serve_watch, wants_table
 
@@ -97,14 +98,20 @@ class Handlers:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            return await self._route(request)
+            resp = await self._route(request)
         except StatusError as err:
-            return error_response(err)
+            resp = error_response(err)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:  # never a stack trace to the client
             log.exception("internal error on %s %s", request.method, request.path)
-            return error_response(E.internal(str(e)))
+            resp = error_response(E.internal(str(e)))
+        if not resp.prepared:  # answer only what is on disk (streams wait before their first byte)
+            try:
+                await self.registry.store.durable()
+            except StorageFailure as e:
+                return error_response(E.internal(f"storage failure: {e}"))
+        return resp
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"

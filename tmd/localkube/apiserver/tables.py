@@ -4,6 +4,7 @@ tableconvertor): server-formatted cells, `priority: 1` for `-o wide` columns."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any, Callable
 
@@ -195,9 +196,10 @@ def _cell(values: list[Any], typ: str) -> Any:
         if typ in ("integer", "number", "boolean") and isinstance(v, (int, float, bool)):
             return v
         if isinstance(v, (dict, list)):
-            import json
             return json.dumps(v, separators=(",", ":"))
-        return v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return v if isinstance(v, str) else str(v)
     return ",".join(str(v) for v in values)
 
 

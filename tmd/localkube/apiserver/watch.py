@@ -119,6 +119,7 @@ async def serve_watch(request: web.Request, registry: Registry, rt: ResourceType
     if task:
         streams.add(task)
     try:
+        await store.durable()  # the snapshot/replay may include changes still being flushed
         await resp.prepare(request)
         if too_old is not None:
             err = E.gone(f"too old resource version: {too_old[0]} ({too_old[1]})")
