@@ -19,7 +19,7 @@ class _Recorder(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.requests.append((self.command, self.path))  # type: ignore[attr-defined]
-        body = json.dumps({"kind": "List", "apiVersion": "v1", "items": [], "data": {}, "spec": {}}).encode()
+        body = json.dumps({"kind": "List", "apiVersion": "v1", "items": [], "resources": [], "data": {}, "spec": {}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
