@@ -11,6 +11,9 @@ from tmd.api.errors import ElasticsearchError
 from tmd.tinymodels import super_simple, write_model_dir
 from tmd.worker.nlp import load_pipeline
 
+# torch 2.x marks torch.jit deprecated; TorchScript is still the format pytorch_inference loads.
+pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
+
 
 @pytest.fixture(scope="module")
 def simple():
@@ -90,3 +93,20 @@ def test_wrong_task_override(simple):
     assert err.value.status == 400
     assert err.value.reason == ("Trained model [test_model] is configured for task [pass_through] "
                                 "but called with task [ner]")
+
+
+def test_truncation_scenario_of_pytorch_model_it():
+    """max_sequence_length 2, truncate none: "once twice thrice" fails; truncate first on the request works."""
+    tiny = super_simple(vocabulary=["[PAD]", "[UNK]", "once", "twice", "thrice"],
+                        tokenization_options={"with_special_tokens": False, "max_sequence_length": 2,
+                                              "truncate": "none"})
+    pipeline = load_pipeline(tiny.config, tiny.vocabulary)
+    with pytest.raises(ElasticsearchError) as err:
+        pipeline.prepare({"input": "once twice thrice"})
+    assert (err.value.status, err.value.type, err.value.reason) == (
+        400, "status_exception", "Input too large. The tokenized input length [3] exceeds the maximum sequence "
+                                 "length [2]")
+    prepared, result = run(pipeline, tiny.model, {"input": "once twice thrice"},
+                           {"pass_through": {"tokenization": {"bert": {"truncate": "first"}}}})
+    assert prepared.inputs[0].tolist() == [[2, 3]]
+    assert result == {"predicted_value": [[1.0, 1.0]], "is_truncated": True}

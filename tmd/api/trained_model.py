@@ -28,7 +28,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ValidationFailed
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, StatusException, ValidationFailed
 
 TRUNCATE_VALUES = ("first", "second", "none", "balanced")
 Truncate = Literal["first", "second", "none", "balanced"]
@@ -40,11 +40,30 @@ ID_LENGTH_LIMIT = 64
 _VALID_ID = re.compile(r"^[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?$")
 
 
+def bad_request(reason: str) -> StatusException:
+    """Elasticsearch's ExceptionsHelper.badRequestException: a status_exception with status 400.
+
+    (IllegalArgumentException-based checks use IllegalArgument instead; clients see the type.)
+    """
+    return StatusException(reason, 400)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
 # --------------------------------------------------------------------------- tokenization
+
+
+def _normalise_truncate(data: Any) -> Any:
+    """`truncate` parsed as Elasticsearch's Truncate.fromString does: case-insensitive, else its error."""
+    if isinstance(data, dict) and "truncate" in data:
+        value = data["truncate"]
+        if not isinstance(value, str) or value.lower() not in TRUNCATE_VALUES:
+            raise IllegalArgument("No enum constant org.elasticsearch.xpack.core.ml.inference.trainedmodel."
+                                  f"Tokenization.Truncate.{str(value).upper()}")
+        data = {**data, "truncate": value.lower()}
+    return data
 
 
 class Tokenization(_Strict):
@@ -62,12 +81,7 @@ class Tokenization(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _check_truncate(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "truncate" in data:
-            value = data["truncate"]
-            if not isinstance(value, str) or value.lower() not in TRUNCATE_VALUES:
-                raise IllegalArgument(f"No enum constant Tokenization.Truncate.{str(value).upper()}")
-            data = {**data, "truncate": value.lower()}
-        return data
+        return _normalise_truncate(data)
 
     @model_validator(mode="after")
     def _check_rules(self) -> "Tokenization":
@@ -146,7 +160,7 @@ class TokenizationUpdate(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _check_truncate(cls, data: Any) -> Any:
-        return Tokenization._check_truncate.__func__(cls, data)  # type: ignore[attr-defined]
+        return _normalise_truncate(data)
 
 
 # --------------------------------------------------------------------------- task configs
@@ -193,61 +207,105 @@ class NerConfig(NlpConfig):
 
     @model_validator(mode="after")
     def _check_labels(self) -> "NerConfig":
+        # NerProcessor.validate: every label an I-O-B tag, none duplicated, all reported together
+        messages, seen = [], set()
         for label in self.classification_labels:
-            tag = label.upper()
-            if tag != "O" and not re.match(r"^[BI][-_].+", tag):
-                raise IllegalArgument(
-                    f"classification label [{label}] is not an entity I-O-B tag; "
-                    f"expected O or a label starting B_/B-/I_/I-")
+            tag = iob_tag(label)
+            if tag is None:
+                messages.append(f"classification label [{label}] is not an entity I-O-B tag.")
+                continue
+            if tag in seen:
+                messages.append(f"the classification label [{label}] is duplicated in the list "
+                                f"{_java_list(self.classification_labels)}")
+            seen.add(tag)
+        if messages:
+            error = ValidationFailed(messages)
+            error.type = "validation_exception"
+            raise error
         return self
 
     @property
     def labels(self) -> list[str]:
         return self.classification_labels or NER_DEFAULT_LABELS
 
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "classification_labels": list(self.classification_labels)}
+
+
+def iob_tag(label: str) -> tuple[str, str] | None:
+    """("B", "PER") for "B-PER"/"b_per", ("O", "") for "O"; None when not an I-O-B tag."""
+    upper = label.upper()
+    if upper == "O":
+        return ("O", "")
+    if upper[:2] in ("B-", "I-", "B_", "I_"):
+        return (upper[0], upper[2:])
+    return None
+
 
 class TextClassificationConfig(NlpConfig):
     task = "text_classification"
     updatable = ("results_field", "tokenization", "num_top_classes", "classification_labels")
     classification_labels: list[str] | None = None
-    num_top_classes: int = 0
+    num_top_classes: int = -1
 
     @model_validator(mode="after")
     def _check_labels(self) -> "TextClassificationConfig":
-        if not self.classification_labels:
-            raise IllegalArgument("[text_classification] requires at least 1 [classification_labels]; provided "
+        if not self.classification_labels or len(self.classification_labels) < 2:
+            raise bad_request("[text_classification] requires at least 2 [classification_labels]; provided "
                                   f"{_java_list(self.classification_labels)}")
-        if self.num_top_classes < -1:
-            raise IllegalArgument("[num_top_classes] must be greater than or equal to -1")
         return self
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "num_top_classes": self.num_top_classes}
+
+
+ZERO_SHOT_REQUIRED_LABELS = "[entailment, neutral, contradiction]"
 
 
 class ZeroShotClassificationConfig(NlpConfig):
     task = "zero_shot_classification"
     updatable = ("results_field", "tokenization", "labels", "multi_label")
-    classification_labels: list[str]
+    classification_labels: list[str] | None = None
     hypothesis_template: str = "This example is {}."
     multi_label: bool = False
     labels: list[str] | None = None
 
     @model_validator(mode="after")
     def _check_labels(self) -> "ZeroShotClassificationConfig":
-        lower = [label.lower() for label in self.classification_labels]
-        if "entailment" not in lower or "contradiction" not in lower:
-            raise IllegalArgument(
-                "[zero_shot_classification] requires [entailment] and [contradiction] in classification_labels; "
-                f"provided {_java_list(self.classification_labels)}")
+        if self.classification_labels is None:
+            raise bad_request("[classification_labels] must not be null.")
+        if len(self.classification_labels) != 3:
+            raise bad_request(f"[classification_labels] must contain exactly the three values "
+                                  f"{ZERO_SHOT_REQUIRED_LABELS}")
+        bad = [label.lower() for label in self.classification_labels
+               if label.lower() not in ("entailment", "neutral", "contradiction")]
+        if bad:
+            raise bad_request(f"[classification_labels] must contain exactly the three values "
+                                  f"{ZERO_SHOT_REQUIRED_LABELS}. Invalid labels {_java_list(bad)}")
         if self.labels is not None and len(self.labels) == 0:
-            raise IllegalArgument("[zero_shot_classification] requires at least one [labels]")
+            raise bad_request("[labels] must not be empty")
+        if self.tokenization.span != -1:
+            raise bad_request(f"[zero_shot_classification] does not support windowing long text sequences; "
+                                  f"configured span [{self.tokenization.span}]")
         return self
+
+    def _index(self, name: str) -> int:
+        lower = [label.lower() for label in self.classification_labels or []]
+        if name not in lower:
+            raise bad_request("zero_shot_classification requires [entailment] and [contradiction] in "
+                                  "classification_labels")
+        return lower.index(name)
 
     @property
     def entailment_index(self) -> int:
-        return [label.lower() for label in self.classification_labels].index("entailment")
+        return self._index("entailment")
 
     @property
     def contradiction_index(self) -> int:
-        return [label.lower() for label in self.classification_labels].index("contradiction")
+        return self._index("contradiction")
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "multi_label": self.multi_label}
 
 
 class FillMaskConfig(NlpConfig):
@@ -263,12 +321,12 @@ class FillMaskConfig(NlpConfig):
             raise IllegalArgument(f"Mask token requested was [{self.mask_token}] but must be [{expected}] for this model")
         self.mask_token = None  # always written back from the tokenization (FillMaskConfig.toXContent)
         if self.tokenization.span != -1:
-            raise IllegalArgument(f"[fill_mask] does not support windowing long text sequences; "
+            raise bad_request(f"[fill_mask] does not support windowing long text sequences; "
                                   f"configured span [{self.tokenization.span}]")
         return self
 
     def to_es(self) -> dict[str, Any]:
-        return {**super().to_es(), "mask_token": self.tokenization.mask_token}
+        return {**super().to_es(), "num_top_classes": self.num_top_classes, "mask_token": self.tokenization.mask_token}
 
 
 class QuestionAnsweringConfig(NlpConfig):
@@ -277,6 +335,10 @@ class QuestionAnsweringConfig(NlpConfig):
     question: str | None = None
     num_top_classes: int = 0
     max_answer_length: int = 15
+
+    def to_es(self) -> dict[str, Any]:
+        return {**super().to_es(), "num_top_classes": self.num_top_classes,
+                "max_answer_length": self.max_answer_length}
 
     @model_validator(mode="after")
     def _check(self) -> "QuestionAnsweringConfig":
@@ -335,7 +397,7 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if task not in TASK_CONFIGS:
         raise ParseError(f"Unknown inference config type [{task}]")
     if task != config.task:
-        raise IllegalArgument(f"Trained model [{model_id}] is configured for task [{config.task}] "
+        raise bad_request(f"Trained model [{model_id}] is configured for task [{config.task}] "
                               f"but called with task [{task}]")
     options = options or {}
     if not isinstance(options, dict):
@@ -344,6 +406,12 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if unknown:
         raise ParseError(f"[{task}] unknown field [{unknown[0]}]")
     changes = {k: v for k, v in options.items() if k != "tokenization"}
+    old_labels = getattr(config, "classification_labels", None)
+    new_labels = changes.get("classification_labels")
+    if config.task == "text_classification" and isinstance(new_labels, list) and old_labels is not None \
+            and len(new_labels) != len(old_labels):
+        raise bad_request(f"The number of [classification_labels] the model is defined with [{len(old_labels)}] "
+                              f"does not match the number in the update [{len(new_labels)}]")
     merged = config.model_dump(exclude_none=True)
     merged.update(changes)
     tokenization = config.tokenization
@@ -426,17 +494,27 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
     body = dict(body)
     if model_id is not None:
         body.setdefault("model_id", model_id)
+    if for_creation:
+        unknown = [k for k in body if k not in _CREATION_FIELDS]
+        if unknown:
+            raise ParseError(f"[trained_model_config] unknown field [{unknown[0]}]")
     messages: list[str] = []
     mid = body.get("model_id")
+    packaged = isinstance(mid, str) and mid.startswith(".")
     if mid is None:
         messages.append("[model_id] must not be null.")
-    if body.get("model_type") is None and body.get("definition") is None:
-        messages.append("[model_type] must be set if [definition] is not defined.")
-    if for_creation and body.get("inference_config") is None:
-        messages.append("[inference_config] must not be null.")
+    if not packaged:
+        if body.get("definition") is not None and body.get("location") is not None:
+            messages.append("[definition] and [location] are both defined but only one can be used.")
+        if body.get("model_type") is None and body.get("definition") is None:
+            messages.append("[model_type] must be set if [definition] is not defined.")
+        if for_creation and body.get("inference_config") is None:
+            messages.append("[inference_config] must not be null.")
     if isinstance(mid, str):
-        if not _VALID_ID.match(mid):
-            messages.append(f"Invalid model_id; '{mid}' can contain lowercase alphanumeric (a-z and 0-9), hyphens or "
+        check = mid[1:].removesuffix("_SNAPSHOT") if packaged else mid
+        if not _VALID_ID.match(check):
+            kind = "model package id" if packaged else "model_id"
+            messages.append(f"Invalid {kind}; '{mid}' can contain lowercase alphanumeric (a-z and 0-9), hyphens or "
                             "underscores; must start and end with alphanumeric")
         if len(mid) > ID_LENGTH_LIMIT:
             messages.append(f"Invalid model_id; '{mid}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
@@ -462,10 +540,17 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
                 if metadata.get(name) is not None:
                     messages.append(f"illegal to set [metadata.{name}] at inference model creation")
     if body.get("model_type") not in (None, "pytorch"):
-        messages.append(f"[model_type] must be [pytorch] for this API; provided [{body.get('model_type')}]")
+        messages.append(f"[model_type] must be [pytorch]; tmd serves only pytorch models, got [{body.get('model_type')}]")
     if messages:
         raise ValidationFailed(messages)
     return _validate(TrainedModelConfig, body, "trained_model_config")
+
+
+# Top-level fields a create request may carry: ours, and the server-stamped ones Elasticsearch
+# parses and then rejects with "illegal to set [...]" (so they are reported, not "unknown").
+_CREATION_FIELDS = set(TrainedModelConfig.model_fields) | set(ILLEGAL_AT_CREATION) | {
+    "definition", "compressed_definition", "estimated_heap_memory_usage_bytes", "estimated_operations",
+    "model_size_bytes", "default_field_map"}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tmd.api.trained_model import parse_trained_model_config
-from tmd.tinymodels.vocab import BASE_VOCABULARY, vocabulary_body
+from tmd.tinymodels.vocab import vocabulary_body, vocabulary_for
 
 
 @dataclass
@@ -110,13 +110,19 @@ class TinyTextEmbedding(nn.Module):
 
 
 def text_embedding(model_id: str = "tiny_text_embedding", *, dim: int = 100, seed: int = 7,
-                   vocabulary: list[str] | None = None, tokenization: str = "bert",
-                   tokenization_options: dict[str, Any] | None = None) -> TinyModel:
-    """`TinyTextEmbedding` of §8.4: the same input always gives the same `dim`-vector."""
-    vocab = vocabulary if vocabulary is not None else BASE_VOCABULARY
+                   tokenization: str = "bert", tokenization_options: dict[str, Any] | None = None,
+                   prefix_strings: dict[str, str] | None = None) -> TinyModel:
+    """`TinyTextEmbedding` of §8.4: the same input always gives the same `dim`-vector.
+
+    Any tokenization family (bert, mpnet, roberta, xlm_roberta, deberta_v2) with its tiny vocabulary.
+    """
+    body = vocabulary_for(tokenization)
+    lower = {"do_lower_case": True} if tokenization in ("bert", "mpnet") else {}
     config = model_config(model_id, "text_embedding", {"embedding_size": dim}, tokenization=tokenization,
-                          tokenization_options={"do_lower_case": True, **(tokenization_options or {})})
-    return TinyModel(torch.jit.script(TinyTextEmbedding(len(vocab), dim, seed)), config, vocabulary_body(vocab))
+                          tokenization_options={**lower, **(tokenization_options or {})},
+                          prefix_strings=prefix_strings)
+    model = TinyTextEmbedding(len(body["vocabulary"]), dim, seed)
+    return TinyModel(torch.jit.script(model), config, body)
 
 
 class TinyTextExpansion(nn.Module):
@@ -129,10 +135,10 @@ class TinyTextExpansion(nn.Module):
         return out.scatter(1, input_ids, torch.ones(input_ids.shape, dtype=torch.float32))
 
 
-def text_expansion(model_id: str = "tiny_text_expansion", *, vocabulary: list[str] | None = None,
+def text_expansion(model_id: str = "tiny_text_expansion", *, tokenization: str = "bert",
                    tokenization_options: dict[str, Any] | None = None) -> TinyModel:
     """`TinyTextExpansion` of §8.4: predicted_value maps each input token to 1.0."""
-    vocab = vocabulary if vocabulary is not None else BASE_VOCABULARY
-    config = model_config(model_id, "text_expansion",
-                          tokenization_options={"do_lower_case": True, **(tokenization_options or {})})
-    return TinyModel(torch.jit.script(TinyTextExpansion()), config, vocabulary_body(vocab))
+    lower = {"do_lower_case": True} if tokenization in ("bert", "mpnet") else {}
+    config = model_config(model_id, "text_expansion", tokenization=tokenization,
+                          tokenization_options={**lower, **(tokenization_options or {})})
+    return TinyModel(torch.jit.script(TinyTextExpansion()), config, vocabulary_for(tokenization))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ class Pipeline:
             raise IllegalArgument(f"task [{self.task}] is not supported by this worker")
         self.processor: TaskProcessor = TASKS[self.task]
         self.processor.check_config(config.inference_config, tokenizer)
+        self._stored_key = _config_key(config.inference_config)
         prefixes = config.prefix_strings
         self.prefix_strings = {"search": prefixes.search, "ingest": prefixes.ingest} if prefixes else {}
 
@@ -69,12 +71,14 @@ class Pipeline:
         self.processor.check_request(effective)
         encodings, extra = self.processor.encode(effective, self.tokenizer, text)
         inputs = build_inputs(encodings, self.tokenizer)
-        key_parts: list[Any] = [effective.task, effective.model_dump(mode="json", exclude_none=True),
-                                [e.ids for e in encodings]]
+        digest = hashlib.sha256(self._stored_key if effective is self.config.inference_config
+                                else _config_key(effective))
+        for enc in encodings:
+            digest.update(b"|")
+            digest.update(array("q", enc.ids).tobytes())
         if self.processor.result_uses_text:
-            key_parts.append(text)
-        cache_key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, separators=(",", ":")).encode()).digest()
-        return Prepared(inputs, cache_key, effective, text, encodings, extra)
+            digest.update(b"|text|" + text.encode())
+        return Prepared(inputs, digest.digest(), effective, text, encodings, extra)
 
     def postprocess(self, prepared: Prepared, output: Any) -> dict[str, Any]:
         if isinstance(output, (tuple, list)):
@@ -87,6 +91,12 @@ class Pipeline:
         if prepared.is_truncated:
             result["is_truncated"] = True
         return result
+
+
+def _config_key(config: NlpConfig) -> bytes:
+    """The effective task config, canonically serialised: every override that can change a result."""
+    return json.dumps([config.task, config.model_dump(mode="json", exclude_none=True)], sort_keys=True,
+                      separators=(",", ":")).encode()
 
 
 def load_pipeline(config: dict[str, Any], vocabulary: dict[str, Any]) -> Pipeline:

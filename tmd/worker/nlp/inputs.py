@@ -60,6 +60,14 @@ def build_inputs(encodings: list[Encoding], tokenizer: NlpTokenizer) -> tuple[to
     token id in padding), arg_2 token types (all 0), arg_3 positions; mpnet and the roberta
     family take only arg_1, deberta_v2 arg_1 and arg_2 (§8.3).
     """
+    if len(encodings) == 1:  # the common case, built without padding arithmetic
+        tokens = torch.tensor([encodings[0].ids], dtype=torch.int64)
+        args = [tokens, torch.ones_like(tokens)]
+        if tokenizer.num_extra_args >= 2:
+            args.append(torch.zeros_like(tokens))
+        if tokenizer.num_extra_args >= 3:
+            args.append(torch.arange(tokens.size(1), dtype=torch.int64).unsqueeze(0))
+        return tuple(args)
     width = max(len(e.ids) for e in encodings)
     pad = tokenizer.pad_id
     tokens = torch.full((len(encodings), width), pad, dtype=torch.int64)
@@ -72,5 +80,5 @@ def build_inputs(encodings: list[Encoding], tokenizer: NlpTokenizer) -> tuple[to
     if tokenizer.num_extra_args >= 2:
         args.append(torch.zeros((len(encodings), width), dtype=torch.int64))
     if tokenizer.num_extra_args >= 3:
-        args.append(torch.arange(width, dtype=torch.int64).unsqueeze(0).repeat(len(encodings), 1))
+        args.append(torch.arange(width, dtype=torch.int64).unsqueeze(0).expand(len(encodings), width).contiguous())
     return tuple(args)
