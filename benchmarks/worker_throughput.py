@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import random
@@ -40,61 +39,17 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing tmd
 
 import httpx  # noqa: E402
 import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
 
-from tmd.tinymodels import BASE_VOCABULARY, write_model_dir  # noqa: E402
-from tmd.tinymodels.builders import model_config  # noqa: E402
-from tmd.tinymodels.vocab import vocabulary_body  # noqa: E402
+from tmd.tinymodels import BASE_VOCABULARY, benchmark_encoder  # noqa: E402
 from tmd.worker.nlp import load_pipeline  # noqa: E402
 
 
-# --- the model: a small BERT-like encoder -----------------------------------------------
-
-class EncoderLayer(nn.Module):
-    def __init__(self, hidden: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.out = nn.Linear(hidden, hidden)
-        self.norm1 = nn.LayerNorm(hidden)
-        self.ff1 = nn.Linear(hidden, 4 * hidden)
-        self.ff2 = nn.Linear(4 * hidden, hidden)
-        self.norm2 = nn.LayerNorm(hidden)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        b, t, h = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(h // self.heads)
-        scores = scores.masked_fill(mask.view(b, 1, 1, t) == 0, -1e4)
-        attended = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, t, h)
-        x = self.norm1(x + self.out(attended))
-        return self.norm2(x + self.ff2(torch.nn.functional.gelu(self.ff1(x))))
-
-
-class BertLike(nn.Module):
-    """Token + position embeddings, `layers` encoder layers, mean pooling: a text embedding."""
-
-    def __init__(self, vocab_size: int, hidden: int, layers: int, max_tokens: int) -> None:
-        super().__init__()
-        self.tokens = nn.Embedding(vocab_size, hidden)
-        self.positions = nn.Embedding(max_tokens, hidden)
-        self.layers = nn.ModuleList([EncoderLayer(hidden, max(1, hidden // 64)) for _ in range(layers)])
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
-        mask = (attention_mask == 1).to(torch.int64)
-        x = self.tokens(input_ids) + self.positions(position_ids)
-        for layer in self.layers:
-            x = layer(x, mask)
-        weights = mask.unsqueeze(-1).to(x.dtype)
-        return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
+# --- the model: tmd.tinymodels' small BERT-like encoder ---------------------------------
 
 def build_model_dir(path: Path, layers: int, hidden: int, tokens: int) -> Path:
-    torch.manual_seed(0)
-    model = torch.jit.script(BertLike(len(BASE_VOCABULARY), hidden, layers, tokens).eval())
-    config = model_config("bench_bert_like", "text_embedding", {"embedding_size": hidden},
-                          tokenization_options={"do_lower_case": True, "max_sequence_length": tokens, "truncate": "first"})
-    return write_model_dir(path, model=model, config=config, vocabulary=vocabulary_body(BASE_VOCABULARY))
+    tiny = benchmark_encoder(layers=layers, hidden=hidden, heads=max(1, hidden // 64), max_sequence_length=tokens,
+                             tokenization_options={"truncate": "first"})
+    return tiny.write(path)
 
 
 def make_texts(n: int, words: int, seed: int = 1) -> list[str]:
