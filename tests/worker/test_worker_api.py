@@ -111,6 +111,8 @@ def test_multi_doc_results_in_order(served) -> None:
      "Trained model [test_model] is configured for task [pass_through] but called with task [ner]"),
     ({"docs": [{"input": "words " * 600}], "inference_config": {"pass_through": {"tokenization": {"bert": {"truncate": "none"}}}}},
      400, "status_exception", "Input too large. The tokenized input length [600] exceeds the maximum sequence length [512]"),
+    ({"docs": [{"input": "x"}], "inference_config": {"no_such_task": {}}}, 400, "parse_exception", None),
+    ({"docs": [{"input": "x"}], "inference_config": {"pass_through": {"bogus": 1}}}, 400, "parse_exception", None),
     ({"docs": [{"input": "x"}], "timeout": "soon"}, 400, "parse_exception", None),
     ({"docs": [{"input": "x"}], "extra": 1}, 400, "parse_exception", "[infer_trained_model_request] unknown field [extra]"),
 ])

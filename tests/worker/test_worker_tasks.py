@@ -13,6 +13,8 @@ import pytest
 from tests.worker.conftest import Worker, start_all
 from tmd import tinymodels
 
+pytestmark = pytest.mark.slow  # six worker processes at once; tests/nlp covers each task in-process
+
 BUILDERS = {
     "ner": tinymodels.ner,
     "text_classification": tinymodels.text_classification,

@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -79,7 +79,7 @@ class WorkerState:
     engine: InferenceEngine | None = None
     cache_size_text: str = ""
     stopping: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None  # why the model could not be served; main exits 1 with it
 
     @property
     def ready(self) -> bool:

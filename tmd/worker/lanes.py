@@ -3,8 +3,9 @@
 All lanes share the one TorchScript module. TorchScript releases the GIL while the graph
 runs, so lanes compute in parallel (benchmarks/worker_throughput.py measures it). Each lane
 calls `torch.set_num_threads(threads)` on its own thread: with torch's OpenMP backend that
-sets the calling thread's OpenMP team size (`omp_set_num_threads` is per thread), so every
-lane runs its intra-op work on `threads` threads. The number of lanes changes live: new
+sets the calling thread's OpenMP team size (`omp_set_num_threads` is per thread; checked:
+a thread's setting leaves the main thread's unchanged) and the default for threads started
+later, so every lane runs its intra-op work on `threads` threads. The number of lanes changes live: new
 lanes start at once; surplus lanes leave after the item they are computing, so no request
 is dropped.
 """

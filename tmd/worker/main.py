@@ -83,7 +83,7 @@ def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventL
         torch.set_num_threads(s.threads)
         warm_up(loaded)
     except ModelLoadError as err:
-        state.extra["failure"] = str(err)
+        state.failure = str(err)
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
         return
     cache = s.cache_size if s.cache_size is not None else ByteSize.of_bytes(loaded.model_bytes)
@@ -142,9 +142,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # e.g. address already in use
         print(f"tmd worker: error: cannot serve on {s.host}:{s.port}: {err}", file=sys.stderr)
         return 1
-    failure = state.extra.get("failure")
-    if failure:
-        print(f"tmd worker: error: {failure}", file=sys.stderr)
+    if state.failure:
+        print(f"tmd worker: error: {state.failure}", file=sys.stderr)
         return 1
     if not server.started:
         print(f"tmd worker: error: could not serve on {s.host}:{s.port}", file=sys.stderr)
