@@ -49,16 +49,17 @@ def broken_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def outcomes(broken_dirs) -> dict[str, tuple[int, str]]:
-    names = sorted(broken_dirs)
+    """Workers that get as far as loading (each imports torch): started together, slow on 2 cores."""
+    names = sorted(n for n in broken_dirs if n != "missing")
     return dict(zip(names, run_to_exit(*((broken_dirs[n], (), None) for n in names))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, message", [
     ("corrupt", "model definition is not a TorchScript model"),
     ("no_model", "model definition not found"),
     ("bad_config", "model configuration is not valid JSON"),
     ("wrong_task", "model configuration is not usable"),
-    ("missing", "model directory not found"),
 ])
 def test_unusable_model_dir_exits_with_reason(outcomes, name, message) -> None:
     code, log = outcomes[name]
@@ -67,9 +68,13 @@ def test_unusable_model_dir_exits_with_reason(outcomes, name, message) -> None:
     assert "Traceback" not in log
 
 
-def test_bad_settings_exit_2(broken_dirs) -> None:
-    (code, log), (code2, log2) = run_to_exit((broken_dirs["corrupt"], ("--allocations", "zero"), None),
-                                             (broken_dirs["corrupt"], (), {"TMD_CACHE_SIZE": "lots"}))
+def test_mistakes_caught_before_loading(broken_dirs) -> None:
+    """Bad settings exit 2 and a missing directory exits 1, both before torch is imported."""
+    (code, log), (code2, log2), (code3, log3) = run_to_exit(
+        (broken_dirs["corrupt"], ("--allocations", "zero"), None),
+        (broken_dirs["corrupt"], (), {"TMD_CACHE_SIZE": "lots"}),
+        (broken_dirs["missing"], (), None))
     assert code == 2 and "tmd worker: error: [number_of_allocations] must be an integer, got [zero]" in log
-    code, log = code2, log2
-    assert code == 2 and "failed to parse setting [cache_size] with value [lots]" in log and "Traceback" not in log
+    assert code2 == 2 and "failed to parse setting [cache_size] with value [lots]" in log2
+    assert code3 == 1 and f"tmd worker: error: model directory not found: {broken_dirs['missing']}" in log3
+    assert all("Traceback" not in text for text in (log, log2, log3))

@@ -19,11 +19,11 @@ import threading
 import time
 from typing import Any
 
-import uvicorn
-
 from tmd.worker import settings as settings_mod
-from tmd.worker.app import WorkerState, create_app
 from tmd.worker.settings import SettingsError, WorkerSettings, resolve_settings
+
+# torch, uvicorn and the app are imported in `run`, after the settings are checked, so a
+# mistake on the command line is answered at once instead of after seconds of imports.
 
 log = logging.getLogger("tmd.worker")
 
@@ -54,22 +54,22 @@ def configure_logging() -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-class WorkerServer(uvicorn.Server):
+def _server(config: Any, state: Any) -> Any:
     """uvicorn's server, closing intake before its own graceful shutdown begins."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, state: WorkerState) -> None:
-        super().__init__(config)
-        self.state = state
+    class WorkerServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Runs in the signal handler: only flag flips here, no locks.
+            state.stopping = True
+            if state.engine is not None:
+                state.engine.close_intake()
+            super().handle_exit(sig, frame)
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        # Runs in the signal handler: only flag flips here, no locks.
-        self.state.stopping = True
-        if self.state.engine is not None:
-            self.state.engine.close_intake()
-        super().handle_exit(sig, frame)
+    return WorkerServer(config)
 
 
-def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventLoop) -> None:
+def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     """Load and warm up the model (background thread); publish the engine, or stop the server."""
     import torch
 
@@ -101,7 +101,7 @@ def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventL
              s.queue_capacity, cache.text)
 
 
-async def _serve(state: WorkerState, server: WorkerServer) -> None:
+async def _serve(state: Any, server: Any) -> None:
     loop = asyncio.get_running_loop()
     threading.Thread(target=_load, args=(state, server, loop), name="model-loader", daemon=True).start()
     await server.serve()
@@ -119,8 +119,14 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"tmd worker: error: {err}", file=sys.stderr)
         return 2
+    if not os.path.isdir(s.model_dir):  # the commonest mistake: say so before binding a port
+        print(f"tmd worker: error: model directory not found: {s.model_dir}", file=sys.stderr)
+        return 1
     configure_logging()
     import torch
+    import uvicorn
+
+    from tmd.worker.app import WorkerState, create_app
 
     torch.set_num_interop_threads(1)  # lanes are our inter-op parallelism
     torch.set_num_threads(s.threads)
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                         cache_size_text=s.cache_size.text if s.cache_size is not None else "")
     config = uvicorn.Config(create_app(state), host=s.host, port=s.port, loop="uvloop", http="httptools",
                             lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=None)
-    server = WorkerServer(config, state)
+    server = _server(config, state)
     # uvicorn re-raises the stop signal after its graceful shutdown; these make that a no-op,
     # so a drained worker exits 0 instead of dying of the re-raised signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
