@@ -89,6 +89,9 @@ def workers() -> Iterator[list[Worker]]:
     """Collects the workers a module starts and stops every one at the end."""
     started: list[Worker] = []
     yield started
+    for w in started:  # signal all first so they shut down in parallel
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
     for w in started:
         w.stop()
         w.log_path.unlink(missing_ok=True)
