@@ -10,7 +10,9 @@ Measured in one run, on one machine, so the ratios hold even where absolute figu
 
 Prints HTTP/raw efficiency (goal ≥ 0.85 at concurrency ≥ 8), 2-lane/1-lane scaling (goal ≥ 1.8
 on 2 free cores), p50/p99 latency, and writes benchmarks/results/worker_throughput.json.
-Every phase is bounded by --duration seconds and --max-requests requests.
+Every phase is bounded by --duration seconds and --max-requests requests. "worker cores" is
+the worker process's CPU time over the phase's wall time: above 1 with 2 lanes means the lanes
+computed at the same time (the GIL is released during forward), whatever else loads the machine.
 
     python benchmarks/worker_throughput.py [--duration 5] [--layers 4 --hidden 256 --tokens 64]
 """
@@ -132,8 +134,14 @@ def start_worker(model_dir: Path, allocations: int) -> tuple[subprocess.Popen, s
     raise SystemExit("worker did not become ready")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def http_load(url: str, bodies: list[bytes], concurrency: int, duration: float, max_requests: int,
-                    client_kind: str = "aiohttp") -> dict[str, Any]:
+                    client_kind: str = "aiohttp", worker_pid: int | None = None) -> dict[str, Any]:
     """`concurrency` clients on keep-alive connections, each sending its next request when the last is answered.
 
     The load generator shares the machine with the worker, so its own CPU cost is subtracted
@@ -163,6 +171,7 @@ async def http_load(url: str, bodies: list[bytes], concurrency: int, duration: f
     async with session:
         # warm the connections so the measured window has no connection setup in it
         await asyncio.gather(*(post(bodies[i % len(bodies)]) for i in range(concurrency)))
+        cpu_begin = process_cpu_seconds(worker_pid) if worker_pid else 0.0
         begin = time.perf_counter()
         stop = begin + duration
 
@@ -179,6 +188,7 @@ async def http_load(url: str, bodies: list[bytes], concurrency: int, duration: f
 
         await asyncio.gather(*(loop_client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - begin
+        worker_cores = (process_cpu_seconds(worker_pid) - cpu_begin) / elapsed if worker_pid else float("nan")
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -186,7 +196,8 @@ async def http_load(url: str, bodies: list[bytes], concurrency: int, duration: f
 
     return {"concurrency": concurrency, "docs_per_s": len(latencies) / elapsed, "requests": len(latencies),
             "errors": errors, "seconds": elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "mean_ms": 1000.0 * statistics.fmean(latencies) if latencies else float("nan")}
+            "mean_ms": 1000.0 * statistics.fmean(latencies) if latencies else float("nan"),
+            "worker_cpu_cores": worker_cores}
 
 
 def stop_worker(proc: subprocess.Popen) -> int:
@@ -232,11 +243,11 @@ def main() -> int:
             for n in range(args.rounds):
                 one = {"raw": raw.throughput(1, args.duration)}
                 for c in concurrencies + [c for c in scaling if c not in concurrencies]:
-                    one[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client))
+                    one[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client, proc.pid))
                 httpx.post(url + "/allocations", json={"number_of_allocations": 2}, timeout=10).raise_for_status()
                 two = {"raw": raw.throughput(2, args.duration)}
                 for c in scaling:
-                    two[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client))
+                    two[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client, proc.pid))
                 httpx.post(url + "/allocations", json={"number_of_allocations": 1}, timeout=10).raise_for_status()
                 rounds.append({"1x1": one, "2x1": two})
                 line = f"round {n + 1}: raw 1x1 {one['raw']['docs_per_s']:.1f}/s, raw 2x1 {two['raw']['docs_per_s']:.1f}/s; http 1x1 " + ", ".join(
@@ -254,19 +265,20 @@ def main() -> int:
                                "raw_scaling_2x1_over_1x1": per_round(lambda r: r["2x1"]["raw"]["docs_per_s"] / r["1x1"]["raw"]["docs_per_s"]),
                                "http": []}
     print(f"\nmedians over {len(rounds)} rounds of {args.duration:g} s phases ({args.client} load generator)")
-    print(f"{'phase':<16}{'docs/s':>9}{'HTTP/raw':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'phase':<16}{'docs/s':>9}{'HTTP/raw':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'worker cores':>14}")
     for alloc, cs in (("1x1", concurrencies), ("2x1", scaling)):
         for c in cs:
             row = {"allocations_x_threads": alloc, "concurrency": c,
                    "docs_per_s": per_round(lambda r: r[alloc][c]["docs_per_s"]),
                    "http_over_raw": per_round(lambda r: r[alloc][c]["docs_per_s"] / r[alloc]["raw"]["docs_per_s"]),
                    "p50_ms": per_round(lambda r: r[alloc][c]["p50_ms"]), "p99_ms": per_round(lambda r: r[alloc][c]["p99_ms"]),
+                   "worker_cpu_cores": per_round(lambda r: r[alloc][c]["worker_cpu_cores"]),
                    "errors": sum(r[alloc][c]["errors"] for r in rounds)}
             if alloc == "2x1":
                 row["scaling_over_1x1"] = per_round(lambda r: r["2x1"][c]["docs_per_s"] / r["1x1"][c]["docs_per_s"])
             summary["http"].append(row)
             print(f"{'http ' + alloc + ' c=' + str(c):<16}{row['docs_per_s']:>9.1f}{row['http_over_raw']:>10.2f}"
-                  f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
+                  f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}{row['worker_cpu_cores']:>14.2f}")
     print(f"raw 1x1 {summary['raw_1x1_docs_per_s']:.1f} docs/s, raw 2x1 {summary['raw_2x1_docs_per_s']:.1f} docs/s\n")
     for row in summary["http"]:
         if row["allocations_x_threads"] == "1x1" and row["concurrency"] >= 8:
