@@ -161,7 +161,7 @@ def test_health_readiness_metrics(served) -> None:
 
 def test_low_priority_raises_nice_value(served) -> None:
     low, normal = served["simple"], served["embedding"]
-    assert os.getpriority(os.PRIO_PROCESS, low.proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    assert os.getpriority(os.PRIO_PROCESS, low.proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
     assert os.getpriority(os.PRIO_PROCESS, normal.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
 
 

@@ -27,7 +27,7 @@ from tmd.worker.settings import SettingsError, WorkerSettings, resolve_settings
 
 log = logging.getLogger("tmd.worker")
 
-LOW_PRIORITY_NICENESS = 10  # added to the current nice value, as a niced native process would be
+LOW_PRIORITY_NICENESS = 5  # what ml-cpp's CProcessPriority::reduceCpuPriority adds (nice(5))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
