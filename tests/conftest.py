@@ -1,1 +1,3 @@
 """Shared test configuration."""
+
+pytest_plugins = ["tmd.localkube.testing"]

@@ -12,6 +12,7 @@ import sys
 # subcommand -> (module, help). Modules are imported lazily so `tmd worker` never imports kopf, etc.
 COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
+    "operator": ("tmd.operator.main", "run the operator that places and runs deployments"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }
 

@@ -90,7 +90,7 @@ def test_wrong_task_override(simple):
     pipeline = load_pipeline(simple.config, simple.vocabulary)
     with pytest.raises(ElasticsearchError) as err:
         pipeline.prepare({"input": "words"}, {"ner": {}})
-    assert err.value.status == 400
+    assert (err.value.status, err.value.type) == (403, "status_exception")
     assert err.value.reason == ("Trained model [test_model] is configured for task [pass_through] "
                                 "but called with task [ner]")
 
@@ -110,3 +110,10 @@ def test_truncation_scenario_of_pytorch_model_it():
                            {"pass_through": {"tokenization": {"bert": {"truncate": "first"}}}})
     assert prepared.inputs[0].tolist() == [[2, 3]]
     assert result == {"predicted_value": [[1.0, 1.0]], "is_truncated": True}
+
+
+def test_write_model_dir_refuses_an_invalid_config(simple, tmp_path):
+    bad = {**simple.config, "inference_config": {"fill_mask": {"mask_token": "<mask>"}}}
+    with pytest.raises(ElasticsearchError, match="Mask token requested was"):
+        write_model_dir(tmp_path / "bad", model=simple.model, config=bad, vocabulary=simple.vocabulary)
+    assert not (tmp_path / "bad").exists()

@@ -10,7 +10,9 @@ import torch
 
 from tmd import tinymodels
 from tmd.api.errors import ElasticsearchError
+from tmd.tinymodels.vocab import bpe_vocabulary
 from tmd.worker.nlp import Pipeline, load_pipeline
+from tmd.worker.nlp.tasks import float32_json
 
 # torch 2.x marks torch.jit deprecated; TorchScript is still the format pytorch_inference loads.
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
@@ -80,6 +82,12 @@ def test_prefix_strings_are_prepended(models):
 def test_text_expansion_maps_each_input_token(models):
     result = models["expansion"].infer("words are words")
     assert result == {"predicted_value": {"[CLS]": 1.0, "[SEP]": 1.0, "words": 1.0, "are": 1.0}}
+
+
+def test_text_expansion_weights_print_as_floats():
+    assert float32_json(float(torch.tensor(0.1, dtype=torch.float32))) == 0.1
+    assert float32_json(float(torch.tensor(1 / 3, dtype=torch.float32))) == 0.33333334
+    assert float32_json(2.0) == 2.0
 
 
 # --------------------------------------------------------------------------- ner
@@ -194,10 +202,41 @@ def test_fill_mask(models):
     assert len(germany["top_classes"]) == 2
 
 
+class PreferToken(torch.nn.Module):
+    """Vocabulary logits [batch, seq, vocab] that favour one token id everywhere (roberta's two inputs)."""
+
+    def __init__(self, vocab_size: int, token_id: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.token_id = token_id
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros((input_ids.size(0), input_ids.size(1), self.vocab_size))
+        logits[:, :, self.token_id] = 10.0
+        return logits
+
+
+def test_fill_mask_with_roberta_bpe():
+    vocabulary = bpe_vocabulary()
+    token_id = next(i for i, t in enumerate(vocabulary["vocabulary"]) if t.startswith("Ġ") and len(t) > 4)
+    word = vocabulary["vocabulary"][token_id][1:]
+    config = tinymodels.model_config("roberta_fill", "fill_mask", {"mask_token": "<mask>"}, tokenization="roberta")
+    served = Served(tinymodels.TinyModel(torch.jit.script(PreferToken(len(vocabulary["vocabulary"]), token_id)),
+                                         config, vocabulary))
+    result = served.infer("It is a <mask>")
+    assert result["predicted_value"] == word
+    assert result["predicted_value_sequence"] == f"It is a {word}"
+    assert result["top_classes"][0]["class_probability"] > 0.9
+    assert "no <mask> token could be found in the input" in error(served.infer, "It is a [MASK]").reason
+
+
 def test_fill_mask_needs_exactly_one_mask(models):
-    assert error(models["fill_mask"].infer, "no mask here").reason == "no [MASK] token could be found in the input"
-    assert error(models["fill_mask"].infer, "[MASK] and [MASK]").reason == (
-        "only one [MASK] token should exist in the input")
+    missing = error(models["fill_mask"].infer, "no mask here")
+    assert (missing.status, missing.type, missing.reason) == (
+        400, "validation_exception", "Validation Failed: 1: no [MASK] token could be found in the input;")
+    two = error(models["fill_mask"].infer, "[MASK] and [MASK]")
+    assert (two.status, two.type, two.reason) == (400, "status_exception",
+                                                  "only one [MASK] token should exist in the input")
 
 
 def test_fill_mask_cache_key_includes_the_text(models):

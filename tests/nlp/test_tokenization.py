@@ -58,11 +58,14 @@ def test_special_tokens_are_never_split():
 
 
 def test_input_too_large_when_truncate_none():
-    tok = bert(max_sequence_length=2, truncate="none")
     with pytest.raises(ElasticsearchError) as err:
-        tok.encode("once twice thrice")
+        bert(max_sequence_length=2, truncate="none", with_special_tokens=False).encode("once twice thrice")
     assert (err.value.status, err.value.reason) == (
         400, "Input too large. The tokenized input length [3] exceeds the maximum sequence length [2]")
+    tok = bert(max_sequence_length=2, truncate="none")
+    with pytest.raises(ElasticsearchError) as err:  # the length counts [CLS] and [SEP]
+        tok.encode("once twice thrice")
+    assert err.value.reason == "Input too large. The tokenized input length [5] exceeds the maximum sequence length [2]"
     # the same model called with truncate first succeeds, and says it truncated
     (enc,) = tok.encode("once twice thrice", truncate="first")
     assert enc.tokens == ["[CLS]", "[SEP]"] and enc.is_truncated
@@ -93,12 +96,23 @@ def test_balanced_gives_a_short_second_sequence_all_it_needs():
     assert enc.tokens == ["[CLS]", "once", "twice", "thrice", "[SEP]", "hello", "[SEP]"]
 
 
-def test_pair_sequence_ids_and_first_truncation_error():
+def test_pair_sequence_ids_and_truncation_errors():
     (enc,) = bert().encode_pair("once", "twice thrice")
     assert enc.sequence_ids == [-1, 0, -1, 1, 1, -1]
     with pytest.raises(ElasticsearchError) as err:
         bert(max_sequence_length=4).encode_pair("once", "twice thrice twice", truncate="first")
-    assert err.value.reason.startswith("Attempting truncation [first] but input is too large for the first sequence")
+    assert err.value.reason == (
+        "Attempting truncation [first] but input is too large for the second sequence. The tokenized input length "
+        "[3] exceeds the maximum sequence length [1], when taking special tokens into account")
+    with pytest.raises(ElasticsearchError) as err:
+        bert(max_sequence_length=4).encode_pair("once twice", "thrice", truncate="second")
+    assert "[second] but input is too large for the first sequence" in err.value.reason
+    with pytest.raises(ElasticsearchError) as err:
+        bert(max_sequence_length=5, truncate="none").encode_pair("once twice", "thrice")
+    assert err.value.reason == "Input too large. The tokenized input length [6] exceeds the maximum sequence length [5]"
+    with pytest.raises(ElasticsearchError) as err:
+        bert(with_special_tokens=False).encode_pair("once", "twice")
+    assert err.value.reason == "Unable to do sequence pair tokenization without special tokens"
 
 
 def test_span_windows_overlap():
@@ -137,6 +151,12 @@ def test_unigram_families():
         tok = NlpTokenizer(parse_tokenization({kind: {}}), unigram_vocabulary(kind))
         (enc,) = tok.encode("hello world")
         assert "".join(enc.tokens[1:-1]).replace("▁", " ").strip() == "hello world"
+
+
+def test_bert_ja_segments_script_runs_before_wordpiece():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "東京", "に", "住", "##ん", "んで", "##います", "。"]
+    tok = NlpTokenizer(parse_tokenization({"bert_ja": {"with_special_tokens": False}}), {"vocabulary": vocab})
+    assert tokens(tok, "東京に住んでいます。") == ["東京", "に", "住", "んで", "##います", "。"]
 
 
 def test_missing_specials_are_reported():

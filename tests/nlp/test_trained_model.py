@@ -113,12 +113,28 @@ def test_invalid_model_id_and_tags():
     assert err.messages[1].startswith("Invalid tags [Bad Tag]; must only can contain lowercase alphanumeric")
 
 
+def test_input_field_names_checks():
+    err = error_of(put, {"ner": {}}, input={"field_names": []})
+    assert err.messages == ["[input.field_names] must not be empty"]
+    err = error_of(put, {"ner": {}}, input={"field_names": ["a..b"]})
+    assert err.messages == ["[input.field_names] must only contain valid dot delimited field names"]
+    assert put({"ner": {}}, input={"field_names": ["body.text", "other"]}).input_field == "body.text"
+
+
 def test_stored_config_tolerates_server_fields():
     stored = {**put({"pass_through": {}}).to_es(), "created_by": "api_user", "create_time": 1, "version": "12.0.0",
               "license_level": "platinum", "model_size_bytes": 1630}
     assert parse_trained_model_config(stored, for_creation=False).model_id == "m"
     assert error_of(parse_trained_model_config, {**put({"pass_through": {}}).to_es(), "bogus": 1}).reason == \
         "[trained_model_config] unknown field [bogus]"
+
+
+def test_vocabulary_location_kept_from_stored_configs_but_refused_at_creation():
+    stored = put({"ner": {}}).to_es()
+    stored["inference_config"]["ner"]["vocabulary"] = {"index": ".ml-inference-native-000002"}
+    assert parse_trained_model_config(stored, for_creation=False).to_es() == stored
+    err = error_of(parse_trained_model_config, stored)
+    assert (err.status, err.reason) == (400, "illegal setting [vocabulary] on inference model creation")
 
 
 def test_mask_token_rule_both_ways():
@@ -179,7 +195,7 @@ def test_task_defaults():
 def test_override_wrong_task():
     config = parse_inference_config({"pass_through": {}})
     err = error_of(apply_inference_update, "test_model", config, {"ner": {}})
-    assert (err.status, err.type) == (400, "status_exception")
+    assert (err.status, err.type) == (403, "status_exception")
     assert err.reason == "Trained model [test_model] is configured for task [pass_through] but called with task [ner]"
 
 

@@ -178,6 +178,8 @@ class NlpConfig(_Strict):
 
     tokenization: TokenizationField = Field(default_factory=BertTokenization)
     results_field: str | None = None
+    # where Elasticsearch keeps the vocabulary ({"index": ...}); present in stored configs, refused at creation
+    vocabulary: dict[str, Any] | None = None
 
     @property
     def results_key(self) -> str:
@@ -397,8 +399,9 @@ def apply_inference_update(model_id: str, config: NlpConfig, update: dict[str, A
     if task not in TASK_CONFIGS:
         raise ParseError(f"Unknown inference config type [{task}]")
     if task != config.task:
-        raise bad_request(f"Trained model [{model_id}] is configured for task [{config.task}] "
-                              f"but called with task [{task}]")
+        # TrainedModelDeploymentTask.infer answers this with 403 FORBIDDEN
+        raise StatusException(f"Trained model [{model_id}] is configured for task [{config.task}] "
+                              f"but called with task [{task}]", 403)
     options = options or {}
     if not isinstance(options, dict):
         raise ParseError(f"[{task}] must be an object")
@@ -528,8 +531,11 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
         if mid in tags:
             messages.append("none of the tags must equal the model_id")
     field_names = (body.get("input") or {}).get("field_names") if isinstance(body.get("input"), dict) else None
-    if field_names is not None and (not isinstance(field_names, list) or len(field_names) != 1):
-        messages.append("[input.field_names] must contain exactly one field")
+    if isinstance(field_names, list):  # InferenceConfig.validateTrainedModelInput; the first field is the input
+        if not field_names:
+            messages.append("[input.field_names] must not be empty")
+        if any(isinstance(f, str) and "." in f and "" in f.split(".") for f in field_names):
+            messages.append("[input.field_names] must only contain valid dot delimited field names")
     if for_creation:
         for name in ILLEGAL_AT_CREATION:
             if body.get(name) is not None:
@@ -543,6 +549,11 @@ def parse_trained_model_config(body: dict[str, Any], *, model_id: str | None = N
         messages.append(f"[model_type] must be [pytorch]; tmd serves only pytorch models, got [{body.get('model_type')}]")
     if messages:
         raise ValidationFailed(messages)
+    inference_config = body.get("inference_config")
+    if for_creation and isinstance(inference_config, dict):
+        for options in inference_config.values():
+            if isinstance(options, dict) and "vocabulary" in options:
+                raise bad_request("illegal setting [vocabulary] on inference model creation")
     return _validate(TrainedModelConfig, body, "trained_model_config")
 
 

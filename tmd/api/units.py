@@ -47,13 +47,9 @@ class TimeValue:
 
 
 def parse_byte_size(value: str | int, setting: str) -> ByteSize:
-    """Parse `0`, `10kb`, `1.5mb`, `512` (bytes only when zero or -1, as Elasticsearch requires units)."""
+    """Parse `0`, `10kb`, `1.5mb`; a bare number other than 0 lacks a unit and is rejected, as in Elasticsearch."""
     if isinstance(value, bool):
         raise ParseError(f"failed to parse setting [{setting}] with value [{value}] as a size in bytes")
-    if isinstance(value, int):
-        if value < 0:
-            raise ParseError(f"failed to parse setting [{setting}] with value [{value}] as a size in bytes")
-        return ByteSize(value, str(value))
     text = str(value).strip()
     lowered = text.lower()
     if lowered in ("0", "-1"):

@@ -114,6 +114,15 @@ def _lower_priority() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tmd.worker.fetch import FetchError, model_dir_from_env
+
+    try:
+        fetched = None if args.model_dir else model_dir_from_env(os.environ)
+    except FetchError as err:
+        print(f"tmd worker: error: {err}", file=sys.stderr)
+        return 1
+    if fetched is not None:
+        args.model_dir = str(fetched)
     try:
         s: WorkerSettings = resolve_settings(args, os.environ)
     except SettingsError as err:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,14 +32,18 @@ __all__ = ["Pipeline", "Prepared", "load_pipeline"]
 
 @dataclass
 class Prepared:
-    """One document, tokenized and turned into model inputs, with what postprocess needs."""
+    """One document, tokenized and turned into model inputs, with what postprocess needs.
+
+    `inputs` are int64 [rows, tokens] tensors in forward()'s positional order. There is one
+    row, except for zero-shot classification (one premise/hypothesis row per label) and for
+    question answering / text similarity over a long input windowed by `span` (one per window).
+    """
 
     inputs: tuple[torch.Tensor, ...]
     cache_key: bytes
-    config: NlpConfig
-    text: str
-    encodings: list[Encoding]
-    extra: dict[str, Any] = field(default_factory=dict)
+    config: NlpConfig          # the stored task config with this request's overrides applied
+    text: str                  # the input text, prefix included
+    encodings: list[Encoding]  # one per row of `inputs`
 
     @property
     def is_truncated(self) -> bool:
@@ -69,7 +73,7 @@ class Pipeline:
             text = prefix + text
         effective = apply_inference_update(self.model_id, self.config.inference_config, inference_config)
         self.processor.check_request(effective)
-        encodings, extra = self.processor.encode(effective, self.tokenizer, text)
+        encodings = self.processor.encode(effective, self.tokenizer, text)
         inputs = build_inputs(encodings, self.tokenizer)
         digest = hashlib.sha256(self._stored_key if effective is self.config.inference_config
                                 else _config_key(effective))
@@ -78,7 +82,7 @@ class Pipeline:
             digest.update(array("q", enc.ids).tobytes())
         if self.processor.result_uses_text:
             digest.update(b"|text|" + text.encode())
-        return Prepared(inputs, digest.digest(), effective, text, encodings, extra)
+        return Prepared(inputs, digest.digest(), effective, text, encodings)
 
     def postprocess(self, prepared: Prepared, output: Any) -> dict[str, Any]:
         if isinstance(output, (tuple, list)):

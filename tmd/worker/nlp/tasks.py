@@ -7,11 +7,12 @@ Elasticsearch returns for that task.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import torch
 
-from tmd.api.errors import ElasticsearchError, IllegalArgument, StatusException
+from tmd.api.errors import ElasticsearchError, IllegalArgument, StatusException, ValidationFailed
 from tmd.api.trained_model import (
     FillMaskConfig,
     NerConfig,
@@ -41,6 +42,20 @@ def to_rows(output: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def float32_json(value: float) -> float:
+    """The shortest decimal that reads back as the same float32, as Java prints a `float`.
+
+    Text-expansion weights are floats in Elasticsearch, so 0.1 prints as 0.1, not as the
+    float64 expansion of the float32 nearest to it (0.10000000149011612).
+    """
+    exact = struct.pack("<f", value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == exact:
+            return candidate
+    return value
+
+
 def softmax(values: torch.Tensor) -> torch.Tensor:
     return torch.softmax(values.to(torch.float64), dim=-1)
 
@@ -57,11 +72,12 @@ class TaskProcessor:
     def check_request(self, config: NlpConfig) -> None:
         """Checks of the effective (stored + request override) config before tokenizing."""
 
-    def encode(self, config: NlpConfig, tokenizer: NlpTokenizer, text: str) -> tuple[list[Encoding], dict[str, Any]]:
+    def encode(self, config: NlpConfig, tokenizer: NlpTokenizer, text: str) -> list[Encoding]:
+        """The rows of the model's batch for this document."""
         # Tasks that read one result per document keep only the first window of a spanned
         # input, as Elasticsearch's processors read only the first (`TODO only the first entry`).
         tok = config.tokenization
-        return tokenizer.encode(text, truncate=tok.truncate, span=tok.span)[:1], {}
+        return tokenizer.encode(text, truncate=tok.truncate, span=tok.span)[:1]
 
     def process(self, config: NlpConfig, tokenizer: NlpTokenizer, prepared: Any, rows: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
@@ -92,7 +108,7 @@ class TextExpansion(TaskProcessor):
         vocab = tokenizer.vocab_list
         picked = [i for i in torch.nonzero(weights > 0).flatten().tolist() if i < len(vocab)]
         picked.sort(key=lambda i: -float(weights[i]))  # stable: ties keep vocabulary order
-        return {config.results_key: {vocab[i].replace(".", "__"): float(weights[i]) for i in picked}}
+        return {config.results_key: {vocab[i].replace(".", "__"): float32_json(float(weights[i])) for i in picked}}
 
 
 def _top_classes(labels: list[str], probs: torch.Tensor, limit: int) -> tuple[list[int], list[dict[str, Any]]]:
@@ -143,7 +159,7 @@ class ZeroShotClassification(TaskProcessor):
             hypothesis = config.hypothesis_template.replace("{}", label, 1)
             encodings += tokenizer.encode_pair(text, hypothesis, truncate=config.tokenization.truncate, span=-1,
                                                first_piece=premise)
-        return encodings, {}
+        return encodings
 
     def process(self, config: ZeroShotClassificationConfig, tokenizer, prepared, rows):
         labels = list(config.labels or [])
@@ -173,12 +189,15 @@ class FillMask(TaskProcessor):
             raise IllegalArgument(f"vocabulary is missing the mask token [{tokenizer.mask_token}]")
 
     def encode(self, config, tokenizer, text):
+        # FillMaskProcessor.validateInputs: a missing mask is a validation error, a second one a bad request
         mask = tokenizer.mask_token
         first = text.find(mask)
         if first < 0:
-            raise IllegalArgument(f"no {mask} token could be found in the input")
+            error = ValidationFailed([f"no {mask} token could be found in the input"])
+            error.type = "validation_exception"
+            raise error
         if text.find(mask, first + len(mask)) > 0:
-            raise IllegalArgument(f"only one {mask} token should exist in the input")
+            raise bad_request(f"only one {mask} token should exist in the input")
         return super().encode(config, tokenizer, text)
 
     def process(self, config: FillMaskConfig, tokenizer, prepared, rows):
@@ -278,7 +297,7 @@ class QuestionAnswering(TaskProcessor):
 
     def encode(self, config: QuestionAnsweringConfig, tokenizer, text):
         tok = config.tokenization
-        return tokenizer.encode_pair(config.question or "", text, truncate=tok.truncate, span=tok.span), {}
+        return tokenizer.encode_pair(config.question or "", text, truncate=tok.truncate, span=tok.span)
 
     def process(self, config: QuestionAnsweringConfig, tokenizer, prepared, rows):
         spans = len(prepared.encodings)
@@ -286,18 +305,26 @@ class QuestionAnswering(TaskProcessor):
         k = max(config.num_top_classes, 1)
         candidates: list[tuple[float, int, int, int]] = []
         for span_index, enc in enumerate(prepared.encodings):
-            allowed = torch.tensor([i == 0 or enc.sequence_ids[i] == 1 for i in range(len(enc.ids))])
             n = len(enc.ids)
+            in_context = torch.tensor([sid == 1 for sid in enc.sequence_ids])
+            # the softmax runs over [CLS] and the context (QuestionAnsweringProcessor.topScores), then
+            # [CLS] is dropped as an answer position
+            allowed = in_context.clone()
+            allowed[0] = True
             s = _masked_softmax(starts[span_index][:n], allowed)
             e = _masked_softmax(ends[span_index][:n], allowed)
             s[0] = e[0] = 0.0
-            in_context = [enc.sequence_ids[i] == 1 for i in range(n)]
-            for i in range(n):
-                if not in_context[i]:
-                    continue
-                for j in range(i, min(i + config.max_answer_length, n)):
-                    if in_context[j]:
-                        candidates.append((float(s[i] * e[j]), span_index, i, j))
+            # scores[i, d] = s[i] · e[i + d] for answer lengths d < max_answer_length: a band, not n × n
+            width = config.max_answer_length
+            e_band = torch.cat([e, torch.zeros(width, dtype=e.dtype)]).unfold(0, width, 1)[:n]
+            ctx_band = torch.cat([in_context, torch.zeros(width, dtype=torch.bool)]).unfold(0, width, 1)[:n]
+            valid = in_context.unsqueeze(1) & ctx_band
+            scores = torch.where(valid, s.unsqueeze(1) * e_band, torch.tensor(-1.0, dtype=s.dtype))
+            best = torch.topk(scores.flatten(), min(k, scores.numel()))
+            for score, flat in zip(best.values.tolist(), best.indices.tolist()):
+                if score >= 0:
+                    start = flat // width
+                    candidates.append((score, span_index, start, start + flat % width))
         if not candidates:
             return _qa_result(config, "", 0, 0, 0.0, [])
         candidates.sort(key=lambda c: -c[0])
@@ -345,7 +372,7 @@ class TextSimilarity(TaskProcessor):
 
     def encode(self, config: TextSimilarityConfig, tokenizer, text):
         tok = config.tokenization
-        return tokenizer.encode_pair(config.text or "", text, truncate=tok.truncate, span=tok.span), {}
+        return tokenizer.encode_pair(config.text or "", text, truncate=tok.truncate, span=tok.span)
 
     def process(self, config: TextSimilarityConfig, tokenizer, prepared, rows):
         scores = rows[0][: len(prepared.encodings), 0]

@@ -4,14 +4,16 @@ HF `tokenizers` does the text → sub-word work (normalisation, pre-tokenisation
 byte-level BPE / Unigram) from the model's vocabulary. Special tokens and truncation are
 added here instead of through HF's post-processor and truncation, because Elasticsearch's
 rules differ: `truncate: none` is an error with its own text, `balanced` is its own
-policy, and the reported length counts the tokens *without* specials.
+policy, `first`/`second` refuse when the other sequence alone is too long, and `span`
+splits a long input into overlapping windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from tokenizers import Regex
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -37,6 +39,8 @@ MPNET_SPECIALS = Specials("<s>", "</s>", "<pad>", "[UNK]", "<mask>", ("</s>",))
 ROBERTA_SPECIALS = Specials("<s>", "</s>", "<pad>", "<unk>", "<mask>", ("</s>",))
 DEBERTA_SPECIALS = Specials("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", ())
 
+_JAPANESE_SCRIPT_RUNS = r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー]+|[^\p{Han}\p{Hiragana}\p{Katakana}ー]+"
+
 # Which of arg_1 (attention mask), arg_2 (token types), arg_3 (positions) each family passes (§8.3).
 EXTRA_ARGS = {
     "bert": 3, "bert_ja": 3, "mpnet": 1, "roberta": 1, "xlm_roberta": 1, "deberta_v2": 2,
@@ -57,7 +61,6 @@ class Encoding:
     sequence_ids: list[int]
     word_ids: list[int]
     is_truncated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,9 +90,8 @@ class NlpTokenizer:
         self.tokenization = tokenization
         self.kind = tokenization.kind
         self.vocab_list: list[str] = list(vocab_list)
-        self.vocab: dict[str, int] = {}
-        for i, token in enumerate(self.vocab_list):
-            self.vocab.setdefault(token, i)
+        # a token listed twice maps to its last position, as in Elasticsearch's sorted vocabulary map
+        self.vocab: dict[str, int] = {token: i for i, token in enumerate(self.vocab_list)}
         self.specials, self.hf = _build(tokenization, self.vocab, vocabulary)
         required = [self.specials.pad, self.specials.unk]
         if tokenization.with_special_tokens:
@@ -126,9 +128,7 @@ class NlpTokenizer:
             return [self._single(piece, False)]
         if truncate == "none":
             if span == -1:
-                raise StatusException(
-                    f"Input too large. The tokenized input length [{len(piece)}] exceeds the maximum sequence "
-                    f"length [{tok.max_sequence_length}]", 400)
+                raise input_too_large(len(piece) + self.special_count(False), tok.max_sequence_length)
             return [self._single(piece.window(s, e), False) for s, e in windows(len(piece), max(room, 1), span)]
         return [self._single(piece.head(max(room, 0)), True)]
 
@@ -138,17 +138,16 @@ class NlpTokenizer:
         tok = self.tokenization
         truncate = truncate or tok.truncate
         span = tok.span if span is None else span
+        if not tok.with_special_tokens:
+            raise IllegalArgument("Unable to do sequence pair tokenization without special tokens")
         a = first_piece if first_piece is not None else self.tokenize(first)
         b = self.tokenize(second)
         room = tok.max_sequence_length - self.special_count(True)
         if len(a) + len(b) <= room:
             return [self._pair(a, b, False)]
-        total = len(a) + len(b)
         if truncate == "none":
             if span == -1:
-                raise StatusException(
-                    f"Input too large. The tokenized input length [{total}] exceeds the maximum sequence "
-                    f"length [{tok.max_sequence_length}]", 400)
+                raise input_too_large(len(a) + len(b) + self.special_count(True), tok.max_sequence_length)
             second_room = room - len(a)
             if second_room <= 0:
                 raise StatusException(
@@ -156,21 +155,14 @@ class NlpTokenizer:
                     f"the max sequence length [{tok.max_sequence_length}]", 400)
             return [self._pair(a, b.window(s, e), False) for s, e in windows(len(b), second_room, min(span, second_room))]
         if truncate == "first":
-            keep = room - len(b)
-            if keep < 0:
-                raise StatusException(
-                    f"Attempting truncation [first] but input is too large for the first sequence. The tokenized "
-                    f"input length [{total}] exceeds the maximum sequence length [{tok.max_sequence_length}], "
-                    "when taking special tokens into account", 400)
-            return [self._pair(a.head(keep), b, True)]
+            # only the first sequence may shrink: the second must fit on its own
+            if len(b) > room:
+                raise _truncation_impossible("first", "second", len(b), room)
+            return [self._pair(a.head(room - len(b)), b, True)]
         if truncate == "second":
-            keep = room - len(a)
-            if keep < 0:
-                raise StatusException(
-                    f"Attempting truncation [second] but input is too large for the second sequence. The tokenized "
-                    f"input length [{total}] exceeds the maximum sequence length [{tok.max_sequence_length}], "
-                    "when taking special tokens into account", 400)
-            return [self._pair(a, b.head(keep), True)]
+            if len(a) > room:
+                raise _truncation_impossible("second", "first", len(a), room)
+            return [self._pair(a, b.head(room - len(a)), True)]
         # balanced: each sequence keeps up to half the room; a short one leaves the rest to the other
         half = max(room, 0) // 2
         keep_a = min(len(a), max(half, room - len(b)))
@@ -178,10 +170,10 @@ class NlpTokenizer:
         return [self._pair(a.head(keep_a), b.head(keep_b), True)]
 
     def decode_token(self, token_id: int) -> str:
-        """A vocabulary entry as text (byte-level BPE symbols decoded to characters)."""
+        """A vocabulary entry as text: byte-level BPE symbols and the Unigram word marker decoded."""
         token = self.vocab_list[token_id]
-        if self.kind == "roberta":
-            return self.hf.decoder.decode([token])
+        if self.kind in ("roberta", "xlm_roberta", "deberta_v2"):
+            return self.hf.decoder.decode([token]).strip()
         return token
 
     # ------------------------------------------------------------------ internal
@@ -203,10 +195,7 @@ class NlpTokenizer:
         )
 
     def _pair(self, a: _Piece, b: _Piece, truncated: bool) -> Encoding:
-        if not self.tokenization.with_special_tokens:
-            return Encoding([*a.ids, *b.ids], [*a.tokens, *b.tokens], [*a.offsets, *b.offsets],
-                            [0] * len(a) + [1] * len(b), [*a.word_ids, *b.word_ids], truncated)
-        s = self.specials
+        s = self.specials  # pairs always carry special tokens (encode_pair refuses otherwise)
         middle = [s.sep, *s.pair_separator]
         return Encoding(
             [self._id(s.cls), *a.ids, *[self._id(t) for t in middle], *b.ids, self._id(s.sep)],
@@ -216,6 +205,19 @@ class NlpTokenizer:
             [-1, *a.word_ids, *([-1] * len(middle)), *b.word_ids, -1],
             truncated,
         )
+
+
+def input_too_large(length: int, maximum: int) -> StatusException:
+    """The 400 for `truncate: none`; the length counts the special tokens, as Elasticsearch's does."""
+    return StatusException(f"Input too large. The tokenized input length [{length}] exceeds the maximum sequence "
+                           f"length [{maximum}]", 400)
+
+
+def _truncation_impossible(truncate: str, other: str, length: int, room: int) -> StatusException:
+    return StatusException(
+        f"Attempting truncation [{truncate}] but input is too large for the {other} sequence. The tokenized input "
+        f"length [{length}] exceeds the maximum sequence length [{room}], when taking special tokens into account",
+        400)
 
 
 def windows(length: int, size: int, span: int) -> list[tuple[int, int]]:
@@ -241,9 +243,16 @@ def _build(tokenization: Tokenization, vocab: dict[str, int], vocabulary: dict[s
         specials = MPNET_SPECIALS if kind == "mpnet" else BERT_SPECIALS
         hf = HFTokenizer(models.WordPiece(vocab=vocab, unk_token=specials.unk, max_input_chars_per_word=100))
         # strip_accents=None follows lowercase, as Elasticsearch's BasicTokenizer does
-        hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                   lowercase=tokenization.do_lower_case)
-        hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=kind != "bert_ja",
+                                                   strip_accents=None, lowercase=tokenization.do_lower_case)
+        if kind == "bert_ja":
+            # Elasticsearch segments Japanese words with a morphological analyser (kuromoji); HF
+            # tokenizers has none, so words are approximated by runs of one script (kanji,
+            # hiragana, katakana, other) before WordPiece.
+            hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
+                                                        pre_tokenizers.Split(Regex(_JAPANESE_SCRIPT_RUNS), "isolated")])
+        else:
+            hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         hf.decoder = decoders.WordPiece()
     elif kind == "roberta":
         specials = ROBERTA_SPECIALS

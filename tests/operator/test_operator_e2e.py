@@ -1,0 +1,259 @@
+"""The operator end to end: real kopf operator, real localkube, real kubectl, real worker processes."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.operator.e2e import (REPO, OperatorProcess, apply, deployment_resource, infer, trained_model_resource,
+                                wait_for, worker_pid)
+from tmd.api.resources import resource_name
+from tmd.tinymodels import super_simple, write_model_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=3, node_cpus="2", node_memory="4Gi")]
+
+
+@pytest.fixture(scope="module")
+def kube(localkube):
+    from tmd.localkube.testing import kubectl_binaries, run_kubectl
+
+    binary = next(iter(kubectl_binaries().values()))
+    return lambda *args, **kw: run_kubectl(localkube, *args, binary=binary, **kw)
+
+
+@pytest.fixture(scope="module")
+def operator(localkube, kube, tmp_path_factory):
+    kube("apply", "-f", str(REPO / "crds"))
+    kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev")
+    proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield proc
+    assert proc.stop() == 0, proc.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def model(kube, tmp_path_factory):
+    tiny = super_simple("test_model")
+    model_dir = write_model_dir(tmp_path_factory.mktemp("models") / "test_model", model=tiny.model,
+                                config=tiny.config, vocabulary=tiny.vocabulary)
+    apply(kube, trained_model_resource(model_dir))
+    return "test_model"
+
+
+def get(kube, *args):
+    return json.loads(kube("get", *args, "-o", "json").stdout)
+
+
+def worker_pods(kube, deployment_name):
+    return get(kube, "pods", "-l", f"ml.tmd.dev/deployment={deployment_name}")["items"]
+
+
+def test_deployment_becomes_ready_with_pods_placed_and_serving(operator, kube, model):
+    apply(kube, deployment_resource(model, number_of_allocations=3))
+    name = resource_name(model)
+    wait_ready(kube, name)
+    dep = get(kube, "tmd", name)
+    status = dep["status"]
+    assert status["assignment_state"] == "started"
+    assert status["allocation_status"] == {"allocation_count": 3, "target_allocation_count": 3,
+                                           "state": "fully_allocated"}
+    table = status["routing_table"]
+    assert sum(r["current_allocations"] for r in table.values()) == 3
+    assert all(r["routing_state"] == "started" for r in table.values())
+    pods = worker_pods(kube, name)
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(table)
+    for pod in pods:
+        node = pod["spec"]["nodeName"]
+        cpu = pod["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+        assert int(cpu) == table[node]["target_allocations"]
+        assert pod["status"]["qosClass"] == "Guaranteed"
+        response = infer(pod, "these are my words")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"inference_results": [{"predicted_value": [[1.0, 1.0]]}]}
+    printed = kube("get", "tmd").stdout
+    assert "started" in printed and "test_model" in printed
+    delete_and_wait_gone(kube, name)
+
+
+def wait_ready(kube, name, timeout=150):
+    kube("wait", "--for=condition=Ready", f"--timeout={timeout}s", f"tmd/{name}", timeout=timeout + 10)
+
+
+def delete_and_wait_gone(kube, name):
+    kube("delete", "tmd", name, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not worker_pods(kube, name), timeout=60, what=f"worker pods of {name} gone")
+
+
+def status_of(kube, name):
+    return get(kube, "tmd", name).get("status") or {}
+
+
+def test_a_request_larger_than_the_cluster_is_placed_partially_with_reasons(operator, kube, model):
+    apply(kube, deployment_resource(model, "too_big", number_of_allocations=8))
+    name = resource_name("too_big")
+    status = wait_for(lambda: (s := status_of(kube, name)).get("allocation_status", {}).get("allocation_count") == 6
+                      and s, timeout=120, what="6 of 8 allocations started")
+    assert status["assignment_state"] == "started"
+    assert status["allocation_status"]["state"] == "started"
+    assert "This node has insufficient allocated processors" in status["reason"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False" and conditions["Degraded"]["status"] == "True"
+    pods = worker_pods(kube, name)
+    assert len(pods) == 3 and all(p["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "2" for p in pods)
+    delete_and_wait_gone(kube, name)
+
+
+def test_changing_allocations_reaches_the_running_worker_without_failed_requests(operator, kube, model, localkube):
+    import threading
+
+    others = localkube.node_names[1:]
+    for node in others:  # one ML node only, so the change happens in place on one worker
+        kube("label", "node", node, "ml.tmd.dev/ml-node-")
+    try:
+        apply(kube, deployment_resource(model, "live", number_of_allocations=1))
+        name = resource_name("live")
+        wait_ready(kube, name)
+        [pod] = worker_pods(kube, name)
+        results: list[int] = []
+        stop = threading.Event()
+
+        def load():
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set() and len(results) < 5000:
+                    r = client.post(f"http://{pod['status']['podIP']}:8080/infer", json={"docs": [{"input": "words"}]})
+                    results.append(r.status_code)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for target in (2, 1):
+                kube("patch", "tmd", name, "--type", "merge", "-p", json.dumps({"spec": {"number_of_allocations": target}}))
+                wait_for(lambda: (s := status_of(kube, name)).get("observedGeneration") == get(kube, "tmd", name)[
+                    "metadata"]["generation"] and s["allocation_status"]["allocation_count"] == target
+                    and s["allocation_status"]["state"] == "fully_allocated", timeout=60,
+                    what=f"{target} allocations started")
+                live = wait_for(lambda: worker_pods(kube, name), what="worker pod")
+                assert [p["metadata"]["uid"] for p in live] == [pod["metadata"]["uid"]]  # the same pod, changed
+                assert live[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == str(target)
+                stats = httpx.get(f"http://{pod['status']['podIP']}:8080/stats").json()
+                assert stats["node"]["number_of_allocations"] == target
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert results and set(results) == {200}, {code: results.count(code) for code in set(results)}
+        delete_and_wait_gone(kube, name)
+    finally:
+        for node in others:
+            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
+
+
+def test_a_killed_worker_fails_its_route_then_is_restarted(operator, kube, model, k8s_client):
+    import os
+    import signal
+    import threading
+
+    from kubernetes import client, watch
+
+    apply(kube, deployment_resource(model, "killed", number_of_allocations=1))
+    name = resource_name("killed")
+    wait_ready(kube, name)
+    [pod] = worker_pods(kube, name)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def observe():
+        api = client.CustomObjectsApi(k8s_client)
+        w = watch.Watch()
+        for event in w.stream(api.list_namespaced_custom_object, "ml.tmd.dev", "v1alpha1", "default",
+                              "trainedmodeldeployments", field_selector=f"metadata.name={name}", timeout_seconds=60):
+            for route in ((event["object"].get("status") or {}).get("routing_table") or {}).values():
+                seen.append(route["routing_state"])
+            if stop.is_set():
+                w.stop()
+
+    observer = threading.Thread(target=observe, daemon=True)
+    observer.start()
+    pid = wait_for(lambda: worker_pid(pod["status"]["podIP"]), what="worker pid")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: "failed" in seen, timeout=60, what="route failed")
+    wait_for(lambda: seen and seen[-1] == "started" and status_of(kube, name)["routing_table"][
+        pod["spec"]["nodeName"]]["routing_state"] == "started", timeout=90, what="route started again")
+    stop.set()
+    [again] = worker_pods(kube, name)
+    assert again["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert again["status"]["containerStatuses"][0]["restartCount"] >= 1
+    assert infer(again, "words").status_code == 200
+    delete_and_wait_gone(kube, name)
+
+
+def test_low_priority_yields_to_normal_priority(operator, kube, model, tmp_path_factory):
+    big = super_simple("big_model")
+    # 3.8 GiB per node: with the low priority worker (240 MB) no 4 GiB node has room for both
+    big.config["metadata"] = {"per_deployment_memory_bytes": int(3.8 * (1 << 30))}
+    model_dir = write_model_dir(tmp_path_factory.mktemp("models") / "big_model", model=big.model,
+                                config=big.config, vocabulary=big.vocabulary)
+    resource = trained_model_resource(model_dir)
+    resource["spec"]["metadata"] = big.config["metadata"]
+    apply(kube, resource)
+    apply(kube, deployment_resource(model, "lowly", priority="low"))
+    low = resource_name("lowly")
+    wait_ready(kube, low)
+    [low_pod] = worker_pods(kube, low)
+    assert low_pod["spec"]["priorityClassName"] == "tmd-low-priority"
+    apply(kube, deployment_resource("big_model", number_of_allocations=6))
+    high = resource_name("big_model")
+    wait_ready(kube, high)
+    status = wait_for(lambda: (s := status_of(kube, low)).get("routing_table") == {} and s, timeout=60,
+                      what="low priority deployment unassigned")
+    assert status["reason"]
+    wait_for(lambda: not worker_pods(kube, low), timeout=60, what="low priority pod removed")
+    delete_and_wait_gone(kube, high)
+    wait_ready(kube, low)  # it comes back once there is room
+    delete_and_wait_gone(kube, low)
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(operator, kube, model, localkube, tmp_path):
+    import signal
+
+    operator.stop(signal.SIGKILL)
+    try:
+        apply(kube, deployment_resource(model, "restarted", number_of_allocations=5))
+        name = resource_name("restarted")
+        for delay in (0.2, 0.5):
+            second = OperatorProcess(localkube.kubeconfig, tmp_path / f"op-{delay}.log").start()
+            import time
+
+            time.sleep(delay)
+            second.stop(signal.SIGKILL)
+        operator.start()
+        wait_ready(kube, name)
+        pods = worker_pods(kube, name)
+        nodes = [p["spec"]["nodeName"] for p in pods]
+        assert len(nodes) == len(set(nodes))  # one worker per (deployment, node)
+        table = status_of(kube, name)["routing_table"]
+        assert sorted(nodes) == sorted(table) and sum(r["current_allocations"] for r in table.values()) == 5
+        delete_and_wait_gone(kube, name)
+    finally:
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()
+
+
+def test_a_deleted_node_moves_the_allocations(operator, kube, model):
+    apply(kube, deployment_resource(model, "mover", number_of_allocations=1))
+    name = resource_name("mover")
+    wait_ready(kube, name)
+    [pod] = worker_pods(kube, name)
+    lost = pod["spec"]["nodeName"]
+    kube("delete", "node", lost, "--wait=false")
+    status = wait_for(lambda: (s := status_of(kube, name)).get("routing_table") and lost not in s["routing_table"]
+                      and s["allocation_status"]["state"] == "fully_allocated" and s, timeout=120,
+                      what="allocation moved to another node")
+    [moved] = [n for n in status["routing_table"]]
+    assert moved != lost
+    [new_pod] = wait_for(lambda: [p for p in worker_pods(kube, name) if p["spec"]["nodeName"] == moved
+                                  and p["metadata"].get("deletionTimestamp") is None], what="pod on new node")
+    assert infer(new_pod, "words").status_code == 200
+    delete_and_wait_gone(kube, name)

@@ -1,0 +1,159 @@
+"""The operator's reconciliation as a pure function: resources in, pod changes and statuses out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tests.operator.factories import crashlooping, deployment, model, node, running
+from tmd.operator.config import OperatorConfig
+from tmd.operator.reconcile import ClusterState, pod_key, reconcile
+
+NOW = dt.datetime(2026, 11, 22, 1, 0, tzinfo=dt.timezone.utc)
+CONFIG = OperatorConfig(worker_command=("python", "-m", "tmd", "worker"))
+
+
+def run(deployments, models, nodes, pods=(), allocations=None):
+    return reconcile(ClusterState(deployments, models, nodes, list(pods), allocations or {}), CONFIG, NOW)
+
+
+def creates(result):
+    return [c.pod for c in result.pod_changes if c.action == "create"]
+
+
+def status_of(result, name="test-model"):
+    return result.statuses[("default", name)]
+
+
+def test_new_deployment_gets_one_worker_pod_per_planned_node():
+    nodes = [node("node-1", zone="a"), node("node-2", zone="b")]
+    result = run([deployment(allocations=3)], [model()], nodes)
+    pods = creates(result)
+    assert sorted(p["spec"]["nodeName"] for p in pods) == ["node-1", "node-2"]
+    cpus = sorted(p["spec"]["containers"][0]["resources"]["requests"]["cpu"] for p in pods)
+    assert cpus == ["1", "2"]
+    for pod in pods:
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert resources["requests"] == resources["limits"]  # Guaranteed QoS
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-d-test_model"
+    status = status_of(result)
+    assert status["assignment_state"] == "starting"
+    assert {n: r["routing_state"] for n, r in status["routing_table"].items()} == {"node-1": "starting",
+                                                                                 "node-2": "starting"}
+    assert sum(r["target_allocations"] for r in status["routing_table"].values()) == 3
+    assert status["allocation_status"] == {"allocation_count": 0, "target_allocation_count": 3, "state": "starting"}
+    assert status["reason"] is None
+    ready = {c["type"]: c["status"] for c in status["conditions"]}
+    assert ready == {"Ready": "False", "Progressing": "True", "Degraded": "False"}
+
+
+def test_ready_workers_make_the_deployment_started_and_ready():
+    nodes = [node("node-1")]
+    first = run([deployment(allocations=2)], [model()], nodes)
+    pod = running(creates(first)[0])
+    dep = deployment(allocations=2, status=status_of(first))
+    result = run([dep], [model()], nodes, [pod], {pod_key(pod): 2})
+    status = status_of(result)
+    assert status["assignment_state"] == "started"
+    assert status["routing_table"]["node-1"] == {"current_allocations": 2, "target_allocations": 2,
+                                                 "routing_state": "started", "reason": ""}
+    assert status["allocation_status"]["state"] == "fully_allocated"
+    assert status["max_assigned_allocations"] == 2
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert result.pod_changes == []
+
+
+def test_more_allocations_than_the_cluster_holds_are_placed_partially_with_reasons():
+    nodes = [node(f"node-{i}", cpu="2", zone=f"z{i}") for i in (1, 2, 3)]
+    result = run([deployment(allocations=8)], [model()], nodes)
+    placed = sum(int(p["spec"]["containers"][0]["resources"]["requests"]["cpu"]) for p in creates(result))
+    assert placed == 6
+    status = status_of(result)
+    assert "insufficient allocated processors" in status["reason"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "True"
+
+
+def test_unknown_model_and_missing_definition_are_explained():
+    result = run([deployment(model_id="nope", deployment_id="nope")], [], [node("node-1")])
+    assert status_of(result, "nope")["reason"] == "Could not find trained model [nope]"
+    assert creates(result) == []
+    result = run([deployment()], [model(defined=False)], [node("node-1")])
+    assert status_of(result)["reason"] == "Could not find trained model definition [test_model]"
+
+
+def test_a_second_deployment_with_the_same_id_is_refused():
+    first = deployment(created="2026-11-22T00:00:00Z")
+    second = {**deployment(created="2026-11-22T00:00:05Z"), "metadata": {
+        **deployment()["metadata"], "name": "copy", "uid": "uid-copy", "creationTimestamp": "2026-11-22T00:00:05Z"}}
+    result = run([second, first], [model()], [node("node-1")])
+    assert status_of(result, "copy")["reason"] == ("Could not start model deployment because an existing "
+                                                   "deployment with the same id [test_model] exist")
+    assert all(p["metadata"]["labels"]["ml.tmd.dev/deployment"] == "test-model" for p in creates(result))
+
+
+def test_lowering_allocations_changes_the_running_worker_in_place():
+    nodes = [node("node-1", cpu="4")]
+    first = run([deployment(allocations=3)], [model()], nodes)
+    pod = running(creates(first)[0])
+    started = status_of(run([deployment(allocations=3, status=status_of(first))], [model()], nodes, [pod],
+                            {pod_key(pod): 3}))
+    result = run([deployment(allocations=1, status=started, generation=2)], [model()], nodes, [pod],
+                 {pod_key(pod): 3})
+    assert [(c.action, c.allocations) for c in result.pod_changes] == [("set_allocations", 1)]
+    route = status_of(result)["routing_table"]["node-1"]
+    assert (route["current_allocations"], route["target_allocations"]) == (3, 1)
+
+
+def test_a_crash_looping_worker_is_a_failed_route_with_its_reason():
+    nodes = [node("node-1")]
+    first = run([deployment()], [model()], nodes)
+    pod = crashlooping(creates(first)[0])
+    result = run([deployment(status=status_of(first))], [model()], nodes, [pod])
+    route = status_of(result)["routing_table"]["node-1"]
+    assert route["routing_state"] == "failed"
+    assert "model.pt: corrupt" in route["reason"]
+    assert {c["type"]: c["status"] for c in status_of(result)["conditions"]}["Degraded"] == "True"
+    assert result.pod_changes == []  # the kubelet restarts it; the operator does not fight it
+
+
+def test_a_deleted_node_moves_allocations_and_its_pod_is_removed():
+    nodes = [node("node-1"), node("node-2")]
+    first = run([deployment(allocations=1)], [model()], nodes)
+    pod = running(creates(first)[0])
+    on = pod["spec"]["nodeName"]
+    other = "node-2" if on == "node-1" else "node-1"
+    started = status_of(run([deployment(status=status_of(first))], [model()], nodes, [pod], {pod_key(pod): 1}))
+    result = run([deployment(status=started)], [model()], [node(other)], [pod])
+    actions = sorted((c.action, c.pod["spec"]["nodeName"]) for c in result.pod_changes)
+    assert actions == [("create", other), ("force_delete", on)]
+    assert list(status_of(result)["routing_table"]) == [other]
+
+
+def test_low_priority_worker_asks_for_little_cpu_and_a_low_priority_class():
+    result = run([deployment(priority="low")], [model()], [node("node-1")])
+    pod = creates(result)[0]
+    assert pod["spec"]["priorityClassName"] == CONFIG.low_priority_class
+    assert pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "100m"
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["TMD_LOW_PRIORITY"] == "true"
+
+
+def test_reconcile_is_idempotent_once_converged():
+    nodes = [node("node-1"), node("node-2")]
+    first = run([deployment(allocations=2)], [model()], nodes)
+    pods = [running(p, ip=f"127.0.0.{i}") for i, p in enumerate(creates(first), 2)]
+    allocations = {pod_key(p): int(p["metadata"]["annotations"]["ml.tmd.dev/allocations"]) for p in pods}
+    second = run([deployment(allocations=2, status=status_of(first))], [model()], nodes, pods, allocations)
+    third = run([deployment(allocations=2, status=status_of(second))], [model()], nodes, pods, allocations)
+    assert second.pod_changes == third.pod_changes == []
+    assert status_of(second) == status_of(third)
+
+
+def test_model_status_follows_its_definition():
+    from tmd.operator.reconcile import model_status
+
+    assert model_status(model(size=1630))["fully_defined"] is True
+    assert model_status(model(size=1630))["model_size_bytes"] == 1630
+    assert model_status(model(defined=False)) == {"fully_defined": False, "model_size_bytes": 0,
+                                                  "observedGeneration": None}
+    result = run([], [model()], [node("node-1")])
+    assert result.model_statuses[("default", "test-model")]["fully_defined"] is True

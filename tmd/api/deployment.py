@@ -1,0 +1,222 @@
+"""Start parameters of a trained model deployment (es-api.md §1.7, §2.1, §2.2, §2.6, §11).
+
+One definition serves three readers: the shim parses Elasticsearch requests with
+`parse_start_request`, the operator reads `DeploymentSpec` from the resource, and the CRD
+schema under crds/ is generated from `DeploymentSpec`. Checks that Elasticsearch reports
+together ("Validation Failed: 1: ...;2: ...;") live in `validation_errors`, a pure function,
+because their order and texts are part of the API.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tmd.api.errors import IllegalArgument, ParseError, ValidationFailed
+from tmd.api.units import ByteSize, TimeValue, parse_byte_size, parse_time_value
+
+MAX_THREADS_PER_ALLOCATION = 32
+MAX_QUEUE_CAPACITY = 1_000_000
+DEFAULT_QUEUE_CAPACITY = 1024
+DEFAULT_START_TIMEOUT = "30s"
+MAX_DEPLOYMENTS = 100
+
+
+class Priority(str, Enum):
+    normal = "normal"
+    low = "low"
+
+
+class WaitFor(str, Enum):
+    """AllocationStatus.State, ordered: a start returns once the state reaches `wait_for`."""
+
+    starting = "starting"
+    started = "started"
+    fully_allocated = "fully_allocated"
+
+    @property
+    def rank(self) -> int:
+        return list(WaitFor).index(self)
+
+
+class AdaptiveAllocations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    min_number_of_allocations: int | None = None
+    max_number_of_allocations: int | None = None
+
+    def to_es(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"enabled": bool(self.enabled)}
+        if self.min_number_of_allocations is not None:
+            out["min_number_of_allocations"] = self.min_number_of_allocations
+        if self.max_number_of_allocations is not None:
+            out["max_number_of_allocations"] = self.max_number_of_allocations
+        return out
+
+
+class DeploymentSpec(BaseModel):
+    """What a TrainedModelDeployment resource asks for; field names are Elasticsearch's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(min_length=1, description="The trained model to deploy.")
+    deployment_id: str | None = Field(None, description="Unique id of the deployment; defaults to model_id.")
+    number_of_allocations: int = Field(1, ge=1, description="Total allocations across ML nodes.")
+    threads_per_allocation: int = Field(1, ge=1, le=MAX_THREADS_PER_ALLOCATION,
+                                        description="Threads per allocation: a power of 2, at most 32.")
+    queue_capacity: int = Field(DEFAULT_QUEUE_CAPACITY, ge=1, le=MAX_QUEUE_CAPACITY,
+                                description="Inference requests allowed in each node's queue; more are rejected with 429.")
+    cache_size: str | None = Field(None, description="Inference cache size per node (byte size, e.g. 10kb; 0 disables). "
+                                                     "Defaults to the model size.")
+    priority: Priority = Field(Priority.normal, description="normal, or low (1 allocation x 1 thread, yields to normal).")
+    adaptive_allocations: AdaptiveAllocations | None = None
+
+    @model_validator(mode="after")
+    def _default_deployment_id(self) -> "DeploymentSpec":
+        if not self.deployment_id:
+            self.deployment_id = self.model_id
+        return self
+
+    def cache_size_value(self, model_bytes: int) -> ByteSize:
+        """The cache size in effect: as given, or the model size (es-api §2.1)."""
+        if self.cache_size is None:
+            return ByteSize.of_bytes(model_bytes)
+        return parse_byte_size(self.cache_size, "cache_size")
+
+    def validation_errors(self) -> list[str]:
+        return validation_errors(self)
+
+
+class StartRequest(BaseModel):
+    """A start call: the spec plus how long and for what to wait."""
+
+    spec: DeploymentSpec
+    timeout: TimeValue
+    wait_for: WaitFor
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+def _is_power_of_two(n: int) -> bool:
+    # The same bit test as Elasticsearch's isPowerOf2, so 0 and negatives report as it does.
+    return (n & (n - 1)) == 0
+
+
+def validation_errors(spec: DeploymentSpec, timeout: TimeValue | None = None) -> list[str]:
+    """Elasticsearch's StartTrainedModelDeploymentAction.Request#validate, in its order."""
+    errors: list[str] = []
+    adaptive = spec.adaptive_allocations
+    if spec.number_of_allocations < 1:
+        errors.append("[number_of_allocations] must be a positive integer")
+    if spec.threads_per_allocation < 1:
+        errors.append("[threads_per_allocation] must be a positive integer")
+    if spec.threads_per_allocation > MAX_THREADS_PER_ALLOCATION or not _is_power_of_two(spec.threads_per_allocation):
+        errors.append(f"[threads_per_allocation] must be a power of 2 less than or equal to {MAX_THREADS_PER_ALLOCATION}")
+    if spec.queue_capacity < 1:
+        errors.append("[queue_capacity] must be a positive integer")
+    if spec.queue_capacity > MAX_QUEUE_CAPACITY:
+        errors.append(f"[queue_capacity] must be less than {MAX_QUEUE_CAPACITY}")
+    if timeout is not None and timeout.seconds is not None and timeout.seconds <= 0:
+        errors.append("[timeout] must be positive")
+    if spec.priority is Priority.low:
+        if spec.number_of_allocations > 1:
+            errors.append("[number_of_allocations] must be 1 when [priority] is low")
+        if spec.threads_per_allocation > 1:
+            errors.append("[threads_per_allocation] must be 1 when [priority] is low")
+    if adaptive is not None:
+        lo, hi = adaptive.min_number_of_allocations, adaptive.max_number_of_allocations
+        if lo is not None and lo < 0:
+            errors.append("[min_number_of_allocations] must be a non-negative integer or null")
+        if hi is not None and hi < 1:
+            errors.append("[max_number_of_allocations] must be a positive integer or null")
+        if lo is not None and hi is not None and lo > hi:
+            errors.append("[min_number_of_allocations] must not be larger than [max_number_of_allocations]")
+    return errors
+
+
+# Parameters a start request reads, with the legacy names of the REST v8 compatibility layer.
+_ALIASES = {"model_threads": "number_of_allocations", "inference_threads": "threads_per_allocation"}
+_INT_PARAMS = ("number_of_allocations", "threads_per_allocation", "queue_capacity")
+START_PARAMS = frozenset({"model_id", "deployment_id", "number_of_allocations", "threads_per_allocation",
+                          "queue_capacity", "cache_size", "priority", "timeout", "wait_for", "adaptive_allocations",
+                          *_ALIASES})
+_ACTION = "start_trained_model_deployment"
+
+
+def _enum(cls: type[Enum], value: Any) -> Enum:
+    try:
+        return cls(str(value).lower())
+    except ValueError:
+        if cls is WaitFor:
+            # Elasticsearch's text, missing closing bracket included.
+            raise IllegalArgument(f"invalid [wait_for] state [{value}]; must be one of [started, starting, fully_allocated")
+        raise IllegalArgument(f"No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.Priority.{str(value).upper()}")
+
+
+def _query_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]") from None
+
+
+def parse_start_request(path_model_id: str, body: Mapping[str, Any] | None,
+                        query: Mapping[str, str]) -> StartRequest:
+    """Merge body and query (query wins, es-api §2.1), apply defaults, validate.
+
+    Raises ParseError/IllegalArgument for unreadable values and ValidationFailed with every
+    failed check together.
+    """
+    values: dict[str, Any] = {}
+    for key, value in (body or {}).items():
+        key = _ALIASES.get(key, key)
+        if key not in START_PARAMS:
+            raise ParseError(f"[{_ACTION}] unknown field [{key}]", type="x_content_parse_exception")
+        if key in _INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ParseError(f"[{_ACTION}] failed to parse field [{key}]", type="x_content_parse_exception")
+        values[key] = value
+    body_model_id = values.pop("model_id", None)
+    if body_model_id is not None and body_model_id != path_model_id:
+        raise ValidationFailed([f"Inconsistent model_id; '{body_model_id}' specified in the body differs from "
+                                f"'{path_model_id}' specified as a URL argument"])
+    for key, value in query.items():
+        key = _ALIASES.get(key, key)
+        if key in _INT_PARAMS:
+            values[key] = _query_int(key, value)
+        elif key in START_PARAMS - {"model_id", "adaptive_allocations"}:
+            values[key] = value
+
+    timeout = parse_time_value(values.pop("timeout", DEFAULT_START_TIMEOUT), "timeout")
+    wait_for = _enum(WaitFor, values.pop("wait_for", "started"))
+    if "priority" in values:
+        values["priority"] = _enum(Priority, values["priority"])
+    if values.get("cache_size") is not None:
+        values["cache_size"] = parse_byte_size(values["cache_size"], "cache_size").text
+    adaptive = values.get("adaptive_allocations")
+    if adaptive is not None:
+        try:
+            values["adaptive_allocations"] = AdaptiveAllocations.model_validate(adaptive)
+        except ValidationError:
+            raise ParseError(f"[{_ACTION}] failed to parse field [adaptive_allocations]",
+                             type="x_content_parse_exception") from None
+        if adaptive.get("enabled") and "number_of_allocations" in values:
+            raise ValidationFailed(["[number_of_allocations] cannot be set if adaptive allocations is enabled"])
+        if "number_of_allocations" not in values:
+            lo = values["adaptive_allocations"].min_number_of_allocations
+            values["number_of_allocations"] = lo if lo and lo > 0 else 1
+    values.setdefault("deployment_id", path_model_id)
+    # model_construct: the range checks are Elasticsearch's own, reported together below.
+    spec = DeploymentSpec.model_construct(model_id=path_model_id, **_with_defaults(values))
+    errors = validation_errors(spec, timeout)
+    if errors:
+        raise ValidationFailed(errors)
+    return StartRequest(spec=DeploymentSpec.model_validate(spec.model_dump()), timeout=timeout, wait_for=wait_for)
+
+
+def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    defaults = {name: field.default for name, field in DeploymentSpec.model_fields.items()
+                if name != "model_id" and not field.is_required()}
+    return {**defaults, **values}

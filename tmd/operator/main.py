@@ -1,0 +1,32 @@
+"""`tmd operator`: run the kopf operator against any kubeconfig (or in-cluster credentials)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                        help="kubeconfig to use (default: $KUBECONFIG, in-cluster config, ~/.kube/config)")
+    parser.add_argument("--namespace", "-n", action="append", default=None,
+                        help="watch only these namespaces (default: all)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import kopf
+
+    import tmd.operator.handlers  # noqa: F401  (registers the handlers)
+
+    try:
+        asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or []))
+    except KeyboardInterrupt:
+        pass
+    return 0

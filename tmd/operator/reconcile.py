@@ -1,0 +1,312 @@
+"""One reconciliation of the whole ML capacity: a pure function from what the API server holds
+to the pod changes and deployment statuses that should follow.
+
+Placement is global (every deployment competes for every node), so the operator does not
+reconcile deployments one by one: each pass reads all deployments, models, nodes and pods,
+plans once, and returns
+- the worker pods to create, delete or change the allocations of, and
+- the full status of every deployment.
+The kopf handlers only gather the inputs and apply the outputs (tmd.operator.handlers).
+Being a function of the current state, a pass can be repeated at any time, after any crash,
+and converges: that is what makes killing the operator mid-reconcile harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from tmd.api.deployment import DeploymentSpec
+from tmd.api.memory import MemoryEstimate
+from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_ROLE
+from tmd.operator.assignment import (Route, allocation_status, assignment_state, current_allocations_for_planning,
+                                     max_assigned_allocations, merge_routing_table, routing_table_from_dict,
+                                     routing_table_to_dict)
+from tmd.operator.capacity import ml_nodes_from_kubernetes
+from tmd.operator.config import OperatorConfig
+from tmd.operator.planner import DeploymentDemand, plan
+from tmd.operator.pods import ANNOTATION_ALLOCATIONS, WORKER_ROLE, worker_pod
+from tmd.operator.routes import route_of_pod
+from tmd.api.status import RoutingState
+
+Object = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What one pass reads. `worker_allocations` maps "namespace/pod" to the allocations a ready
+    worker reported over its control endpoint (absent when unknown)."""
+
+    deployments: Sequence[Object]
+    models: Sequence[Object]
+    nodes: Sequence[Object]
+    pods: Sequence[Object]
+    worker_allocations: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodChange:
+    action: Literal["create", "delete", "set_allocations", "force_delete"]
+    pod: Object
+    allocations: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass
+class Reconciliation:
+    pod_changes: list[PodChange] = field(default_factory=list)
+    # (namespace, name) → the deployment's complete status
+    statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (namespace, name) → the trained model's complete status
+    model_statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def model_status(model: Object) -> dict[str, Any]:
+    """A model is fully defined once it names a definition with a known length. The model store
+    writes such specs only after assembling and hashing every part; with kubectl, whoever applies
+    the resource vouches for the URI, and workers verify the sha256 before loading."""
+    definition = (model.get("spec") or {}).get("definition") or {}
+    length = definition.get("total_definition_length")
+    defined = bool(definition.get("uri")) and isinstance(length, int) and length > 0
+    return {"fully_defined": defined, "model_size_bytes": length if defined else 0,
+            "observedGeneration": model["metadata"].get("generation")}
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    resource: Object
+    spec: DeploymentSpec | None
+    model: Object | None
+    error: str | None
+    estimate: MemoryEstimate | None = None
+
+
+def pod_key(pod: Object) -> str:
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
+def is_worker(pod: Object) -> bool:
+    return (pod.get("metadata", {}).get("labels") or {}).get(LABEL_ROLE) == WORKER_ROLE
+
+
+def _key(obj: Object) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+def _created(obj: Object) -> tuple[str, str]:
+    return obj["metadata"].get("creationTimestamp") or "", obj["metadata"]["name"]
+
+
+def resolve_deployments(deployments: Sequence[Object], models: Sequence[Object]) -> list[_Resolved]:
+    """Parse each deployment and find its model; what cannot be deployed gets Elasticsearch's reason."""
+    models_by_id: dict[tuple[str, str], Object] = {}
+    for model in models:
+        model_id = (model.get("spec") or {}).get("model_id")
+        if model_id:
+            models_by_id[(model["metadata"].get("namespace", ""), model_id)] = model
+    seen: set[tuple[str, str]] = set()
+    out: list[_Resolved] = []
+    for resource in sorted(deployments, key=_created):
+        namespace = resource["metadata"].get("namespace", "")
+        try:
+            spec = DeploymentSpec.model_validate(resource.get("spec") or {})
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            out.append(_Resolved(resource, None, None, f"Invalid deployment spec: {problems}"))
+            continue
+        errors = spec.validation_errors()
+        if errors:
+            out.append(_Resolved(resource, spec, None, "Validation Failed: " +
+                                 "".join(f"{i}: {m};" for i, m in enumerate(errors, 1))))
+            continue
+        if (namespace, spec.deployment_id) in seen:
+            out.append(_Resolved(resource, spec, None, "Could not start model deployment because an existing "
+                                 f"deployment with the same id [{spec.deployment_id}] exist"))
+            continue
+        seen.add((namespace, spec.deployment_id))
+        model = models_by_id.get((namespace, spec.model_id))
+        if model is None:
+            out.append(_Resolved(resource, spec, None, f"Could not find trained model [{spec.model_id}]"))
+            continue
+        model_spec, status = model.get("spec") or {}, model_status(model)
+        if not status["fully_defined"]:
+            out.append(_Resolved(resource, spec, model, f"Could not find trained model definition [{spec.model_id}]"))
+            continue
+        model_bytes = int(status["model_size_bytes"])
+        metadata = model_spec.get("metadata") or {}
+        estimate = MemoryEstimate(
+            model_id=spec.model_id,
+            model_bytes=model_bytes,
+            per_deployment_memory_bytes=int(metadata.get("per_deployment_memory_bytes") or 0),
+            per_allocation_memory_bytes=int(metadata.get("per_allocation_memory_bytes") or 0),
+            cache_size_bytes=spec.cache_size_value(model_bytes).bytes,
+        )
+        out.append(_Resolved(resource, spec, model, None, estimate))
+    return out
+
+
+def _overlay(table: Mapping[str, Route], pods_by_node: Mapping[str, Object],
+             worker_allocations: Mapping[str, int]) -> dict[str, Route]:
+    """The routing table brought up to date with what the worker pods say: a pod's state is the
+    route's state; a ready worker's reported allocations are its current allocations. A started
+    route whose pod is gone (killed, node lost) is dropped: if still planned it starts anew."""
+    out: dict[str, Route] = {}
+    for node, route in table.items():
+        pod = pods_by_node.get(node)
+        if pod is None:
+            if route.routing_state not in ("started", "stopping"):
+                out[node] = route
+            continue
+        observed = route_of_pod(pod)
+        current = route.current_allocations
+        if observed.state is RoutingState.started:
+            current = worker_allocations.get(pod_key(pod), current)
+        out[node] = Route(current, route.target_allocations, observed.state.value, observed.reason)
+    for node, pod in pods_by_node.items():
+        if node not in out:
+            # A worker the stored table does not know (e.g. the status write was lost in a crash).
+            annotated = int((pod["metadata"].get("annotations") or {}).get(ANNOTATION_ALLOCATIONS, 0))
+            observed = route_of_pod(pod)
+            current = worker_allocations.get(pod_key(pod), annotated)
+            out[node] = Route(current, annotated, observed.state.value, observed.reason)
+    return dict(sorted(out.items()))
+
+
+def reconcile(state: ClusterState, config: OperatorConfig, now: dt.datetime) -> Reconciliation:
+    result = Reconciliation()
+    result.model_statuses = {_key(m): model_status(m) for m in state.models}
+    node_names = {n["metadata"]["name"] for n in state.nodes}
+    ml_nodes = ml_nodes_from_kubernetes(state.nodes, state.pods, {"matchLabels": config.ml_node_selector},
+                                        worker_pod=is_worker)
+    workers: dict[tuple[str, str], dict[str, list[Object]]] = {}
+    for pod in state.pods:
+        if is_worker(pod):
+            meta = pod["metadata"]
+            owner = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_DEPLOYMENT, ""))
+            workers.setdefault(owner, {}).setdefault(pod["spec"].get("nodeName", ""), []).append(pod)
+
+    resolved = resolve_deployments(state.deployments, state.models)
+    tables: dict[tuple[str, str], dict[str, Route]] = {}
+    demands: list[DeploymentDemand] = []
+    for item in resolved:
+        key = _key(item.resource)
+        pods_by_node: dict[str, Object] = {}
+        for node, pods in workers.get(key, {}).items():
+            live = sorted(pods, key=_created)
+            pods_by_node[node] = live[0]
+            for extra in live[1:]:  # one worker per (deployment, node): a duplicate is never kept
+                result.pod_changes.append(PodChange("delete", extra))
+        stored = routing_table_from_dict((item.resource.get("status") or {}).get("routing_table"))
+        tables[key] = _overlay(stored, pods_by_node, state.worker_allocations)
+        if item.error is None and item.estimate is not None and not item.resource["metadata"].get("deletionTimestamp"):
+            spec = item.spec
+            assert spec is not None
+            demands.append(DeploymentDemand.of(
+                spec.deployment_id, spec.number_of_allocations, spec.threads_per_allocation, item.estimate,
+                priority=spec.priority.value, current=current_allocations_for_planning(tables[key]),
+                max_assigned_allocations=int((item.resource.get("status") or {}).get("max_assigned_allocations") or 0),
+            ))
+    placement = plan(demands, ml_nodes)
+
+    for item in resolved:
+        key = _key(item.resource)
+        existing = {node: pods[0] for node, pods in workers.get(key, {}).items()}
+        observed = tables[key]
+        deleting = bool(item.resource["metadata"].get("deletionTimestamp"))
+        planned: Mapping[str, int] = {}
+        reason = item.error
+        if item.error is None and item.spec is not None and not deleting:
+            planned = placement.allocations(item.spec.deployment_id)
+            reason = placement.reason(item.spec.deployment_id)
+        stopping = [node for node, pod in existing.items() if pod["metadata"].get("deletionTimestamp")]
+        merged = merge_routing_table(observed, planned, stopping_nodes=stopping)
+        table = _overlay(merged, {n: p for n, p in existing.items() if n in merged}, state.worker_allocations)
+        result.pod_changes.extend(_pod_changes(item, table, existing, node_names, config))
+        result.statuses[key] = _status(item, table, reason, deleting, now)
+    return result
+
+
+def _pod_changes(item: _Resolved, table: Mapping[str, Route], existing: Mapping[str, Object],
+                 node_names: set[str], config: OperatorConfig) -> list[PodChange]:
+    changes: list[PodChange] = []
+    for node, pod in existing.items():
+        if node not in node_names:
+            # No kubelet will ever finish this pod's graceful deletion: remove it outright.
+            changes.append(PodChange("force_delete", pod))
+        elif (node not in table or table[node].routing_state == "stopping") and not pod["metadata"].get("deletionTimestamp"):
+            changes.append(PodChange("delete", pod))
+    if item.spec is None or item.estimate is None:
+        return changes
+    for node, route in table.items():
+        if route.routing_state == "stopping":
+            continue
+        pod = existing.get(node)
+        memory = item.estimate.bytes_for(route.target_allocations)
+        if pod is None:
+            changes.append(PodChange("create", worker_pod(item.resource, item.spec, item.model or {}, node,
+                                                          route.target_allocations, memory, config),
+                                     route.target_allocations, memory))
+        elif (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            changes.append(PodChange("delete", pod))  # a terminal pod never restarts; it is created anew
+        elif (int((pod["metadata"].get("annotations") or {}).get(ANNOTATION_ALLOCATIONS, 0)) != route.target_allocations
+              or (route.routing_state == "started" and route.current_allocations != route.target_allocations)):
+            changes.append(PodChange("set_allocations", pod, route.target_allocations, memory))
+    return changes
+
+
+def _status(item: _Resolved, table: Mapping[str, Route], reason: str | None, deleting: bool,
+            now: dt.datetime) -> dict[str, Any]:
+    resource = item.resource
+    previous = resource.get("status") or {}
+    state = assignment_state(table, "stopping" if deleting else None)
+    target = item.spec.number_of_allocations if item.spec else 0
+    allocations = allocation_status(table, target, state)
+    status: dict[str, Any] = {
+        "assignment_state": state,
+        "routing_table": routing_table_to_dict(table),
+        "reason": reason,
+        "start_time": previous.get("start_time") or _timestamp(now),
+        "max_assigned_allocations": max_assigned_allocations(int(previous.get("max_assigned_allocations") or 0), table),
+        "allocation_status": allocations.to_dict() if allocations else None,
+        "model_bytes": item.estimate.model_bytes if item.estimate else None,
+        "observedGeneration": resource["metadata"].get("generation"),
+    }
+    failed = [f"{node}: {route.reason}" for node, route in table.items() if route.routing_state == "failed"]
+    fully = allocations is not None and allocations.state == "fully_allocated"
+    conditions = [
+        ("Ready", fully, "FullyAllocated" if fully else (allocations.state.title().replace("_", "") if allocations
+                                                          else "Stopping"),
+         f"{allocations.allocation_count} of {target} allocations started" if allocations else "deployment is stopping"),
+        ("Progressing", not fully and not deleting and not reason and not failed,
+         "Allocating" if not fully else "Complete", ""),
+        ("Degraded", bool(reason or failed), "Unsatisfied" if reason else ("RouteFailed" if failed else "AsExpected"),
+         " | ".join(([reason] if reason else []) + failed)),
+    ]
+    status["conditions"] = _conditions(previous.get("conditions") or [], conditions,
+                                       resource["metadata"].get("generation"), now)
+    return status
+
+
+def _conditions(previous: Sequence[Mapping[str, Any]], wanted: Sequence[tuple[str, bool, str, str]],
+                generation: int | None, now: dt.datetime) -> list[dict[str, Any]]:
+    """metav1.Conditions; lastTransitionTime changes only when a condition's status does."""
+    old = {c.get("type"): c for c in previous}
+    out = []
+    for type_, ok, reason, message in wanted:
+        status = "True" if ok else "False"
+        before = old.get(type_)
+        changed = before is None or before.get("status") != status
+        out.append({
+            "type": type_, "status": status, "reason": reason, "message": message[:1024],
+            "lastTransitionTime": _timestamp(now) if changed else before.get("lastTransitionTime"),
+            "observedGeneration": generation,
+        })
+    return out
+
+
+def _timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
