@@ -107,7 +107,7 @@ def test_multi_doc_results_in_order(served) -> None:
     ({"docs": []}, 400, "action_request_validation_exception", "Validation Failed: 1: at least one document is required;"),
     ({}, 400, "action_request_validation_exception", "Validation Failed: 1: at least one document is required;"),
     ({"docs": ["words"]}, 400, "parse_exception", None),
-    ({"docs": [{"input": "x"}], "inference_config": {"ner": {}}}, 400, "status_exception",
+    ({"docs": [{"input": "x"}], "inference_config": {"ner": {}}}, 403, "status_exception",  # 403 as ES (tmd.api)
      "Trained model [test_model] is configured for task [pass_through] but called with task [ner]"),
     ({"docs": [{"input": "words " * 600}], "inference_config": {"pass_through": {"tokenization": {"bert": {"truncate": "none"}}}}},
      400, "status_exception", "Input too large. The tokenized input length [600] exceeds the maximum sequence length [512]"),

@@ -114,15 +114,24 @@ def _lower_priority() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tmd.worker.fetch import FetchError, model_dir_from_env
+    """In a pod the model comes by URI (tmd.worker.fetch) into a scratch directory removed at exit."""
+    from tmd.worker.fetch import FetchError, model_dir_from_env, remove_model_dir
 
     try:
         fetched = None if args.model_dir else model_dir_from_env(os.environ)
     except FetchError as err:
         print(f"tmd worker: error: {err}", file=sys.stderr)
         return 1
-    if fetched is not None:
-        args.model_dir = str(fetched)
+    if fetched is None:
+        return _run(args)
+    args.model_dir = str(fetched)
+    try:
+        return _run(args)
+    finally:
+        remove_model_dir(fetched)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         s: WorkerSettings = resolve_settings(args, os.environ)
     except SettingsError as err:
