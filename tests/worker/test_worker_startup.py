@@ -78,3 +78,32 @@ def test_mistakes_caught_before_loading(broken_dirs) -> None:
     assert code2 == 2 and "failed to parse setting [cache_size] with value [lots]" in log2
     assert code3 == 1 and f"tmd worker: error: model directory not found: {broken_dirs['missing']}" in log3
     assert all("Traceback" not in text for text in (log, log2, log3))
+
+
+def test_model_by_uri_is_fetched_served_and_removed(tmp_path) -> None:
+    """In a pod: no model directory, the model comes by URI (TMD_DEFINITION_URI...) and is cleaned up."""
+    import hashlib
+
+    import httpx
+
+    source = super_simple().write(tmp_path / "source")
+    work = tmp_path / "work"
+    work.mkdir()
+    definition = (source / "model.pt").read_bytes()
+    env = {"TMD_DEFINITION_URI": (source / "model.pt").as_uri(),
+           "TMD_DEFINITION_SHA256": hashlib.sha256(definition).hexdigest(),
+           "TMD_VOCABULARY_URI": (source / "vocabulary.json").as_uri(),
+           "TMD_MODEL_CONFIG": (source / "config.json").read_text(),
+           "TMD_DEPLOYMENT_ID": "by_uri", "TMD_WORK_DIR": str(work)}
+    worker = spawn_worker(None, env=env)
+    try:
+        worker.wait_ready()
+        assert [p.name for p in work.iterdir()] and all(p.name.startswith("tmd-model-by_uri-") for p in work.iterdir())
+        r = httpx.post(f"{worker.url}/infer", json={"docs": [{"input": "words"}]}, timeout=30)
+        assert r.json() == {"inference_results": [{"predicted_value": [[1.0, 1.0]]}]}
+        assert worker.stats()["deployment"]["deployment_id"] == "by_uri"
+        assert worker.stop() == 0
+        assert list(work.iterdir()) == []
+    finally:
+        worker.stop()
+        worker.log_path.unlink(missing_ok=True)
