@@ -58,7 +58,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tmd.api.errors import ElasticsearchError, ParseError, StatusException, ValidationFailed
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.worker.engine import InferenceEngine, InferenceRequest
-from tmd.worker.metrics import WorkerCollector, make_registry, render
+from tmd.worker.metrics import CONTENT_TYPE, WorkerCollector, make_registry, render
 from tmd.worker.settings import WorkerSettings
 from tmd.worker.stats import deployment_stats, node_stats
 
@@ -292,6 +292,6 @@ def create_app(state: WorkerState) -> Any:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render(registry), media_type=CONTENT_TYPE)
 
     return ElasticProductHeader(app)
