@@ -76,7 +76,7 @@ def test_fill_mask(served) -> None:
     assert result["predicted_value"] == "paris"
     assert result["predicted_value_sequence"] == "The capital of France is paris."
     status, error = infer(served["fill_mask"], "no mask here")
-    assert status == 400 and error["error"]["reason"] == "no [MASK] token could be found in the input"
+    assert status == 400 and error["error"]["reason"] == "Validation Failed: 1: no [MASK] token could be found in the input;"
 
 
 def test_question_answering(served) -> None:
