@@ -3,7 +3,7 @@
 The nlp tests check each task's answers in-process; these check that the worker serves each
 task end to end (tokenize on a lane, forward, postprocess), warms up even the tasks that need
 request options (QA, zero-shot without configured labels, text similarity) and answers
-task-level mistakes with 400s.
+task-level mistakes with 400s (the exact texts are tests/nlp's to pin down).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_zero_shot_classification(served) -> None:
     result = only_result(*infer(served["zero_shot_classification"], "The football team won the match", labels))
     assert result["predicted_value"] == "sports" and result["top_classes"][0]["class_name"] == "sports"
     status, error = infer(served["zero_shot_classification"], "football")
-    assert status == 400 and error["error"]["reason"] == "zero_shot_classification requires non-empty [labels]"
+    assert status == 400 and "zero_shot_classification requires non-empty [labels]" in error["error"]["reason"]
 
 
 def test_fill_mask(served) -> None:
@@ -76,7 +76,7 @@ def test_fill_mask(served) -> None:
     assert result["predicted_value"] == "paris"
     assert result["predicted_value_sequence"] == "The capital of France is paris."
     status, error = infer(served["fill_mask"], "no mask here")
-    assert status == 400 and error["error"]["reason"] == "Validation Failed: 1: no [MASK] token could be found in the input;"
+    assert status == 400 and "no [MASK] token could be found in the input" in error["error"]["reason"]
 
 
 def test_question_answering(served) -> None:
@@ -85,7 +85,7 @@ def test_question_answering(served) -> None:
                                 {"question_answering": {"question": "Where does Josh live?"}}))
     assert (result["predicted_value"], result["start_offset"], result["end_offset"]) == ("New York", 14, 22)
     status, error = infer(served["question_answering"], context)
-    assert status == 400 and error["error"]["reason"] == "Question is required for question answering"
+    assert status == 400 and "Question is required for question answering" in error["error"]["reason"]
 
 
 def test_text_similarity(served) -> None:
