@@ -18,7 +18,7 @@ def served(workers, tmp_path_factory) -> dict[str, Worker]:
     expansion = text_expansion().write(root / "expansion")
     simple_w, embedding_w, expansion_w = start_all(workers, [
         (simple, ("--cache-size", "10kb"), {"TMD_LOW_PRIORITY": "true"}),
-        (embedding, ("--allocations", "2"), None),
+        (embedding, ("--allocations", "2", "--threads", "2"), None),
         (expansion, (), {"TMD_CACHE_SIZE": "0"}),
     ])
     return {"simple": simple_w, "embedding": embedding_w, "expansion": expansion_w}
@@ -168,9 +168,9 @@ def test_low_priority_raises_nice_value(served) -> None:
 def test_allocation_endpoint(served) -> None:
     w = served["embedding"]
     with w.client() as c:
-        assert c.get("/allocations").json() == {"number_of_allocations": 2, "threads_per_allocation": 1}
+        assert c.get("/allocations").json() == {"number_of_allocations": 2, "threads_per_allocation": 2}
         r = c.post("/allocations", json={"number_of_allocations": 3})
-        assert (r.status_code, r.json()) == (200, {"number_of_allocations": 3, "threads_per_allocation": 1})
+        assert (r.status_code, r.json()) == (200, {"number_of_allocations": 3, "threads_per_allocation": 2})
         bad = c.post("/allocations", json={"number_of_allocations": 0})
         assert bad.status_code == 400 and bad.json()["error"]["reason"] == (
             "Validation Failed: 1: [number_of_allocations] must be a positive integer;")
