@@ -26,8 +26,9 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
 `POST /cache/_clear`
     200 `{"cleared": true}`.
 `GET /allocations`, `POST /allocations` body `{"number_of_allocations": n}` (n ≥ 1)
-    Changes the number of lanes live, dropping nothing; 200 `{"number_of_allocations",
-    "threads_per_allocation"}` (the new target).
+    Changes the number of lanes live, dropping nothing; answers once surplus lanes have
+    finished their current document (at most 30 s); 200 `{"number_of_allocations",
+    "threads_per_allocation"}`.
 `GET /healthz`
     200 `{"status": "ok"}` while the process serves HTTP (also while loading).
 `GET /readyz`
@@ -65,6 +66,7 @@ from tmd.worker.stats import deployment_stats, node_stats
 log = logging.getLogger("tmd.worker.app")
 
 DEFAULT_TIMEOUT = TimeValue(10.0, "10s")
+ALLOCATION_CHANGE_WAIT_S = 30.0  # at most one inference per surplus lane
 INFER_FIELDS = {"docs", "inference_config", "timeout", "prefix"}
 PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
 
@@ -280,6 +282,9 @@ def create_app(state: WorkerState) -> Any:
         n = parse_allocations_body(parse_json_body(await request.body()))
         engine = engine_or_409()
         engine.set_allocations(n)
+        # Answer once surplus lanes have left, so a caller that shrinks the pod's CPU next
+        # (the operator) never takes CPU from lanes still computing.
+        await asyncio.to_thread(engine.lanes.wait_for_surplus_to_leave, ALLOCATION_CHANGE_WAIT_S)
         return json_response(allocations_body(engine))
 
     @app.get("/healthz")

@@ -33,6 +33,7 @@ class AllocationLanes(Generic[T]):
         self._target = 0
         self._lanes: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._exited = threading.Condition(self._lock)
         self._serial = 0
 
     @property
@@ -72,10 +73,16 @@ class AllocationLanes(Generic[T]):
         finally:
             with self._lock:
                 self._lanes.discard(threading.current_thread())
+                self._exited.notify_all()
 
     def live_lanes(self) -> int:
         with self._lock:
             return len(self._lanes)
+
+    def wait_for_surplus_to_leave(self, timeout: float) -> bool:
+        """Block until no more lanes run than the target (each leaves after its current item)."""
+        with self._exited:
+            return self._exited.wait_for(lambda: len(self._lanes) <= self._target, timeout)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every lane to exit (after `InferenceQueue.drain`)."""
