@@ -7,8 +7,10 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
     Body `{"docs": [{<field>: <text>}, ...], "inference_config": {<task>: {...}}?,
     "timeout": "10s"?, "prefix": <text>?}`; query `timeout` (wins over the body). One queue
     entry per document. 200 `{"inference_results": [<result per doc, in order>]}` (es-api.md
-    §5.6 shapes). Errors: 400 bad body or input (`parse_exception`,
-    `action_request_validation_exception`, the task's own messages); 408 `status_exception`
+    §5.6 shapes). `prefix` is prepended to each text (the model's prefix_strings.search or
+    .ingest, chosen by the caller). Errors: 400 bad body or input (`parse_exception`,
+    `action_request_validation_exception`, the task's own messages from tmd.worker.nlp);
+    403 `status_exception` for an inference_config of another task; 408 `status_exception`
     "timeout [<given>] waiting for inference result"; 409 "[<deployment>] process context
     missing" while loading; 429 `es_rejected_execution_exception` "inference process queue is
     full. Unable to execute command" (queue full; the whole request is rejected) or "inference
