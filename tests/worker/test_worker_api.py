@@ -176,3 +176,11 @@ def test_allocation_endpoint(served) -> None:
             "Validation Failed: 1: [number_of_allocations] must be a positive integer;")
         c.post("/allocations", json={"number_of_allocations": 2})
     assert w.stats()["node"]["number_of_allocations"] == 2
+
+
+def test_prefix_is_prepended(served) -> None:
+    w = served["embedding"]
+    plain = infer(w, {"input": "football"})[1]["inference_results"][0]
+    prefixed = infer(w, {"input": "football"}, prefix="query: ")[1]["inference_results"][0]
+    spelled_out = infer(w, {"input": "query: football"})[1]["inference_results"][0]
+    assert prefixed == spelled_out and prefixed != plain
