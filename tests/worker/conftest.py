@@ -74,10 +74,12 @@ class Worker:
         return self.proc.returncode
 
 
-def spawn_worker(model_dir: Path | str, *args: str, env: dict[str, str] | None = None) -> Worker:
+def spawn_worker(model_dir: Path | str | None, *args: str, env: dict[str, str] | None = None) -> Worker:
+    """Start `tmd worker`; with no model_dir it finds its model the pod way, from the environment."""
     host, port = free_address()
     log_path = Path(tempfile.mkstemp(prefix="tmd-worker-", suffix=".log")[1])
-    argv = [sys.executable, "-m", "tmd", "worker", "--model-dir", str(model_dir), "--host", host, "--port", str(port), *args]
+    dir_args = ["--model-dir", str(model_dir)] if model_dir is not None else []
+    argv = [sys.executable, "-m", "tmd", "worker", *dir_args, "--host", host, "--port", str(port), *args]
     child_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
@@ -89,6 +91,9 @@ def workers() -> Iterator[list[Worker]]:
     """Collects the workers a module starts and stops every one at the end."""
     started: list[Worker] = []
     yield started
+    for w in started:  # signal all first so they shut down in parallel
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
     for w in started:
         w.stop()
         w.log_path.unlink(missing_ok=True)

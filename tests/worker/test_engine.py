@@ -178,10 +178,35 @@ def test_lane_count_follows_target(model) -> None:
         engine.set_allocations(4)
         assert engine.lanes.live_lanes() == 4
         engine.set_allocations(1)
-        for _ in range(100):  # surplus lanes leave when they next look for work
-            if engine.lanes.live_lanes() == 1:
-                break
-            time.sleep(0.02)
+        assert engine.lanes.wait_for_surplus_to_leave(10)  # idle lanes leave at once
         assert engine.lanes.live_lanes() == 1 and engine.number_of_allocations == 1
     finally:
+        engine.drain()
+
+
+def test_shrinking_waits_for_busy_lanes_to_finish_their_item(model) -> None:
+    engine = make_engine(model, allocations=2, cache_bytes=0)
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+    original = engine.pipeline.prepare
+
+    def blocking_prepare(doc, config=None, *, prefix=None):
+        started.release()
+        gate.wait(10)
+        return original(doc, config, prefix=prefix)
+
+    engine.pipeline.prepare = blocking_prepare  # type: ignore[method-assign]
+    try:
+        done = [threading.Event(), threading.Event()]
+        requests = [InferenceRequest([{"input": t}], None, None, d.set) for t, d in zip(("a", "b"), done)]
+        for r in requests:
+            engine.submit(r)
+        assert started.acquire(timeout=10) and started.acquire(timeout=10)  # both lanes busy
+        engine.set_allocations(1)
+        assert not engine.lanes.wait_for_surplus_to_leave(0.2)  # no lane may leave mid-item
+        gate.set()
+        assert engine.lanes.wait_for_surplus_to_leave(10) and engine.lanes.live_lanes() == 1
+        assert all(d.wait(10) for d in done) and all(r.error is None for r in requests)
+    finally:
+        gate.set()
         engine.drain()

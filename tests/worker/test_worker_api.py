@@ -18,7 +18,7 @@ def served(workers, tmp_path_factory) -> dict[str, Worker]:
     expansion = text_expansion().write(root / "expansion")
     simple_w, embedding_w, expansion_w = start_all(workers, [
         (simple, ("--cache-size", "10kb"), {"TMD_LOW_PRIORITY": "true"}),
-        (embedding, ("--allocations", "2"), None),
+        (embedding, ("--allocations", "2", "--threads", "2"), None),
         (expansion, (), {"TMD_CACHE_SIZE": "0"}),
     ])
     return {"simple": simple_w, "embedding": embedding_w, "expansion": expansion_w}
@@ -107,10 +107,12 @@ def test_multi_doc_results_in_order(served) -> None:
     ({"docs": []}, 400, "action_request_validation_exception", "Validation Failed: 1: at least one document is required;"),
     ({}, 400, "action_request_validation_exception", "Validation Failed: 1: at least one document is required;"),
     ({"docs": ["words"]}, 400, "parse_exception", None),
-    ({"docs": [{"input": "x"}], "inference_config": {"ner": {}}}, 400, "illegal_argument_exception",
+    ({"docs": [{"input": "x"}], "inference_config": {"ner": {}}}, 403, "status_exception",  # 403 as ES (tmd.api)
      "Trained model [test_model] is configured for task [pass_through] but called with task [ner]"),
     ({"docs": [{"input": "words " * 600}], "inference_config": {"pass_through": {"tokenization": {"bert": {"truncate": "none"}}}}},
      400, "status_exception", "Input too large. The tokenized input length [600] exceeds the maximum sequence length [512]"),
+    ({"docs": [{"input": "x"}], "inference_config": {"no_such_task": {}}}, 400, "parse_exception", None),
+    ({"docs": [{"input": "x"}], "inference_config": {"pass_through": {"bogus": 1}}}, 400, "parse_exception", None),
     ({"docs": [{"input": "x"}], "timeout": "soon"}, 400, "parse_exception", None),
     ({"docs": [{"input": "x"}], "extra": 1}, 400, "parse_exception", "[infer_trained_model_request] unknown field [extra]"),
 ])
@@ -159,18 +161,26 @@ def test_health_readiness_metrics(served) -> None:
 
 def test_low_priority_raises_nice_value(served) -> None:
     low, normal = served["simple"], served["embedding"]
-    assert os.getpriority(os.PRIO_PROCESS, low.proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    assert os.getpriority(os.PRIO_PROCESS, low.proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
     assert os.getpriority(os.PRIO_PROCESS, normal.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_allocation_endpoint(served) -> None:
     w = served["embedding"]
     with w.client() as c:
-        assert c.get("/allocations").json() == {"number_of_allocations": 2, "threads_per_allocation": 1}
+        assert c.get("/allocations").json() == {"number_of_allocations": 2, "threads_per_allocation": 2}
         r = c.post("/allocations", json={"number_of_allocations": 3})
-        assert (r.status_code, r.json()) == (200, {"number_of_allocations": 3, "threads_per_allocation": 1})
+        assert (r.status_code, r.json()) == (200, {"number_of_allocations": 3, "threads_per_allocation": 2})
         bad = c.post("/allocations", json={"number_of_allocations": 0})
         assert bad.status_code == 400 and bad.json()["error"]["reason"] == (
             "Validation Failed: 1: [number_of_allocations] must be a positive integer;")
         c.post("/allocations", json={"number_of_allocations": 2})
     assert w.stats()["node"]["number_of_allocations"] == 2
+
+
+def test_prefix_is_prepended(served) -> None:
+    w = served["embedding"]
+    plain = infer(w, {"input": "football"})[1]["inference_results"][0]
+    prefixed = infer(w, {"input": "football"}, prefix="query: ")[1]["inference_results"][0]
+    spelled_out = infer(w, {"input": "query: football"})[1]["inference_results"][0]
+    assert prefixed == spelled_out and prefixed != plain

@@ -49,16 +49,17 @@ def broken_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def outcomes(broken_dirs) -> dict[str, tuple[int, str]]:
-    names = sorted(broken_dirs)
+    """Workers that get as far as loading (each imports torch): started together, slow on 2 cores."""
+    names = sorted(n for n in broken_dirs if n != "missing")
     return dict(zip(names, run_to_exit(*((broken_dirs[n], (), None) for n in names))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, message", [
     ("corrupt", "model definition is not a TorchScript model"),
     ("no_model", "model definition not found"),
     ("bad_config", "model configuration is not valid JSON"),
     ("wrong_task", "model configuration is not usable"),
-    ("missing", "model directory not found"),
 ])
 def test_unusable_model_dir_exits_with_reason(outcomes, name, message) -> None:
     code, log = outcomes[name]
@@ -67,9 +68,42 @@ def test_unusable_model_dir_exits_with_reason(outcomes, name, message) -> None:
     assert "Traceback" not in log
 
 
-def test_bad_settings_exit_2(broken_dirs) -> None:
-    (code, log), (code2, log2) = run_to_exit((broken_dirs["corrupt"], ("--allocations", "zero"), None),
-                                             (broken_dirs["corrupt"], (), {"TMD_CACHE_SIZE": "lots"}))
+def test_mistakes_caught_before_loading(broken_dirs) -> None:
+    """Bad settings exit 2 and a missing directory exits 1, both before torch is imported."""
+    (code, log), (code2, log2), (code3, log3) = run_to_exit(
+        (broken_dirs["corrupt"], ("--allocations", "zero"), None),
+        (broken_dirs["corrupt"], (), {"TMD_CACHE_SIZE": "lots"}),
+        (broken_dirs["missing"], (), None))
     assert code == 2 and "tmd worker: error: [number_of_allocations] must be an integer, got [zero]" in log
-    code, log = code2, log2
-    assert code == 2 and "failed to parse setting [cache_size] with value [lots]" in log and "Traceback" not in log
+    assert code2 == 2 and "failed to parse setting [cache_size] with value [lots]" in log2
+    assert code3 == 1 and f"tmd worker: error: model directory not found: {broken_dirs['missing']}" in log3
+    assert all("Traceback" not in text for text in (log, log2, log3))
+
+
+def test_model_by_uri_is_fetched_served_and_removed(tmp_path) -> None:
+    """In a pod: no model directory, the model comes by URI (TMD_DEFINITION_URI...) and is cleaned up."""
+    import hashlib
+
+    import httpx
+
+    source = super_simple().write(tmp_path / "source")
+    work = tmp_path / "work"
+    work.mkdir()
+    definition = (source / "model.pt").read_bytes()
+    env = {"TMD_DEFINITION_URI": (source / "model.pt").as_uri(),
+           "TMD_DEFINITION_SHA256": hashlib.sha256(definition).hexdigest(),
+           "TMD_VOCABULARY_URI": (source / "vocabulary.json").as_uri(),
+           "TMD_MODEL_CONFIG": (source / "config.json").read_text(),
+           "TMD_DEPLOYMENT_ID": "by_uri", "TMD_WORK_DIR": str(work)}
+    worker = spawn_worker(None, env=env)
+    try:
+        worker.wait_ready()
+        assert [p.name for p in work.iterdir()] and all(p.name.startswith("tmd-model-by_uri-") for p in work.iterdir())
+        r = httpx.post(f"{worker.url}/infer", json={"docs": [{"input": "words"}]}, timeout=30)
+        assert r.json() == {"inference_results": [{"predicted_value": [[1.0, 1.0]]}]}
+        assert worker.stats()["deployment"]["deployment_id"] == "by_uri"
+        assert worker.stop() == 0
+        assert list(work.iterdir()) == []
+    finally:
+        worker.stop()
+        worker.log_path.unlink(missing_ok=True)

@@ -7,8 +7,10 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
     Body `{"docs": [{<field>: <text>}, ...], "inference_config": {<task>: {...}}?,
     "timeout": "10s"?, "prefix": <text>?}`; query `timeout` (wins over the body). One queue
     entry per document. 200 `{"inference_results": [<result per doc, in order>]}` (es-api.md
-    §5.6 shapes). Errors: 400 bad body or input (`parse_exception`,
-    `action_request_validation_exception`, the task's own messages); 408 `status_exception`
+    §5.6 shapes). `prefix` is prepended to each text (the model's prefix_strings.search or
+    .ingest, chosen by the caller). Errors: 400 bad body or input (`parse_exception`,
+    `action_request_validation_exception`, the task's own messages from tmd.worker.nlp);
+    403 `status_exception` for an inference_config of another task; 408 `status_exception`
     "timeout [<given>] waiting for inference result"; 409 "[<deployment>] process context
     missing" while loading; 429 `es_rejected_execution_exception` "inference process queue is
     full. Unable to execute command" (queue full; the whole request is rejected) or "inference
@@ -26,8 +28,9 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
 `POST /cache/_clear`
     200 `{"cleared": true}`.
 `GET /allocations`, `POST /allocations` body `{"number_of_allocations": n}` (n ≥ 1)
-    Changes the number of lanes live, dropping nothing; 200 `{"number_of_allocations",
-    "threads_per_allocation"}` (the new target).
+    Changes the number of lanes live, dropping nothing; answers once surplus lanes have
+    finished their current document (at most 30 s); 200 `{"number_of_allocations",
+    "threads_per_allocation"}`.
 `GET /healthz`
     200 `{"status": "ok"}` while the process serves HTTP (also while loading).
 `GET /readyz`
@@ -46,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -58,13 +61,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tmd.api.errors import ElasticsearchError, ParseError, StatusException, ValidationFailed
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.worker.engine import InferenceEngine, InferenceRequest
-from tmd.worker.metrics import WorkerCollector, make_registry, render
+from tmd.worker.metrics import CONTENT_TYPE, WorkerCollector, make_registry, render
 from tmd.worker.settings import WorkerSettings
 from tmd.worker.stats import deployment_stats, node_stats
 
 log = logging.getLogger("tmd.worker.app")
 
 DEFAULT_TIMEOUT = TimeValue(10.0, "10s")
+ALLOCATION_CHANGE_WAIT_S = 30.0  # at most one inference per surplus lane
 INFER_FIELDS = {"docs", "inference_config", "timeout", "prefix"}
 PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
 
@@ -79,7 +83,7 @@ class WorkerState:
     engine: InferenceEngine | None = None
     cache_size_text: str = ""
     stopping: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None  # why the model could not be served; main exits 1 with it
 
     @property
     def ready(self) -> bool:
@@ -280,6 +284,9 @@ def create_app(state: WorkerState) -> Any:
         n = parse_allocations_body(parse_json_body(await request.body()))
         engine = engine_or_409()
         engine.set_allocations(n)
+        # Answer once surplus lanes have left, so a caller that shrinks the pod's CPU next
+        # (the operator) never takes CPU from lanes still computing.
+        await asyncio.to_thread(engine.lanes.wait_for_surplus_to_leave, ALLOCATION_CHANGE_WAIT_S)
         return json_response(allocations_body(engine))
 
     @app.get("/healthz")
@@ -292,6 +299,6 @@ def create_app(state: WorkerState) -> Any:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render(registry), media_type=CONTENT_TYPE)
 
     return ElasticProductHeader(app)

@@ -3,8 +3,9 @@
 All lanes share the one TorchScript module. TorchScript releases the GIL while the graph
 runs, so lanes compute in parallel (benchmarks/worker_throughput.py measures it). Each lane
 calls `torch.set_num_threads(threads)` on its own thread: with torch's OpenMP backend that
-sets the calling thread's OpenMP team size (`omp_set_num_threads` is per thread), so every
-lane runs its intra-op work on `threads` threads. The number of lanes changes live: new
+sets the calling thread's OpenMP team size (`omp_set_num_threads` is per thread; checked:
+a thread's setting leaves the main thread's unchanged) and the default for threads started
+later, so every lane runs its intra-op work on `threads` threads. The number of lanes changes live: new
 lanes start at once; surplus lanes leave after the item they are computing, so no request
 is dropped.
 """
@@ -32,6 +33,7 @@ class AllocationLanes(Generic[T]):
         self._target = 0
         self._lanes: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._exited = threading.Condition(self._lock)
         self._serial = 0
 
     @property
@@ -71,10 +73,16 @@ class AllocationLanes(Generic[T]):
         finally:
             with self._lock:
                 self._lanes.discard(threading.current_thread())
+                self._exited.notify_all()
 
     def live_lanes(self) -> int:
         with self._lock:
             return len(self._lanes)
+
+    def wait_for_surplus_to_leave(self, timeout: float) -> bool:
+        """Block until no more lanes run than the target (each leaves after its current item)."""
+        with self._exited:
+            return self._exited.wait_for(lambda: len(self._lanes) <= self._target, timeout)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every lane to exit (after `InferenceQueue.drain`)."""

@@ -19,15 +19,15 @@ import threading
 import time
 from typing import Any
 
-import uvicorn
-
 from tmd.worker import settings as settings_mod
-from tmd.worker.app import WorkerState, create_app
 from tmd.worker.settings import SettingsError, WorkerSettings, resolve_settings
+
+# torch, uvicorn and the app are imported in `run`, after the settings are checked, so a
+# mistake on the command line is answered at once instead of after seconds of imports.
 
 log = logging.getLogger("tmd.worker")
 
-LOW_PRIORITY_NICENESS = 10  # added to the current nice value, as a niced native process would be
+LOW_PRIORITY_NICENESS = 5  # what ml-cpp's CProcessPriority::reduceCpuPriority adds (nice(5))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,22 +54,22 @@ def configure_logging() -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-class WorkerServer(uvicorn.Server):
+def _server(config: Any, state: Any) -> Any:
     """uvicorn's server, closing intake before its own graceful shutdown begins."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, state: WorkerState) -> None:
-        super().__init__(config)
-        self.state = state
+    class WorkerServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Runs in the signal handler: only flag flips here, no locks.
+            state.stopping = True
+            if state.engine is not None:
+                state.engine.close_intake()
+            super().handle_exit(sig, frame)
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        # Runs in the signal handler: only flag flips here, no locks.
-        self.state.stopping = True
-        if self.state.engine is not None:
-            self.state.engine.close_intake()
-        super().handle_exit(sig, frame)
+    return WorkerServer(config)
 
 
-def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventLoop) -> None:
+def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     """Load and warm up the model (background thread); publish the engine, or stop the server."""
     import torch
 
@@ -83,7 +83,7 @@ def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventL
         torch.set_num_threads(s.threads)
         warm_up(loaded)
     except ModelLoadError as err:
-        state.extra["failure"] = str(err)
+        state.failure = str(err)
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
         return
     cache = s.cache_size if s.cache_size is not None else ByteSize.of_bytes(loaded.model_bytes)
@@ -101,7 +101,7 @@ def _load(state: WorkerState, server: WorkerServer, loop: asyncio.AbstractEventL
              s.queue_capacity, cache.text)
 
 
-async def _serve(state: WorkerState, server: WorkerServer) -> None:
+async def _serve(state: Any, server: Any) -> None:
     loop = asyncio.get_running_loop()
     threading.Thread(target=_load, args=(state, server, loop), name="model-loader", daemon=True).start()
     await server.serve()
@@ -114,22 +114,37 @@ def _lower_priority() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tmd.worker.fetch import FetchError, model_dir_from_env
+    """In a pod the model comes by URI (tmd.worker.fetch) into a scratch directory removed at exit."""
+    from tmd.worker.fetch import FetchError, model_dir_from_env, remove_model_dir
 
     try:
         fetched = None if args.model_dir else model_dir_from_env(os.environ)
     except FetchError as err:
         print(f"tmd worker: error: {err}", file=sys.stderr)
         return 1
-    if fetched is not None:
-        args.model_dir = str(fetched)
+    if fetched is None:
+        return _run(args)
+    args.model_dir = str(fetched)
+    try:
+        return _run(args)
+    finally:
+        remove_model_dir(fetched)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         s: WorkerSettings = resolve_settings(args, os.environ)
     except SettingsError as err:
         print(f"tmd worker: error: {err}", file=sys.stderr)
         return 2
+    if not os.path.isdir(s.model_dir):  # the commonest mistake: say so before binding a port
+        print(f"tmd worker: error: model directory not found: {s.model_dir}", file=sys.stderr)
+        return 1
     configure_logging()
     import torch
+    import uvicorn
+
+    from tmd.worker.app import WorkerState, create_app
 
     torch.set_num_interop_threads(1)  # lanes are our inter-op parallelism
     torch.set_num_threads(s.threads)
@@ -139,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                         cache_size_text=s.cache_size.text if s.cache_size is not None else "")
     config = uvicorn.Config(create_app(state), host=s.host, port=s.port, loop="uvloop", http="httptools",
                             lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=None)
-    server = WorkerServer(config, state)
+    server = _server(config, state)
     # uvicorn re-raises the stop signal after its graceful shutdown; these make that a no-op,
     # so a drained worker exits 0 instead of dying of the re-raised signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -151,9 +166,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # e.g. address already in use
         print(f"tmd worker: error: cannot serve on {s.host}:{s.port}: {err}", file=sys.stderr)
         return 1
-    failure = state.extra.get("failure")
-    if failure:
-        print(f"tmd worker: error: {failure}", file=sys.stderr)
+    if state.failure:
+        print(f"tmd worker: error: {state.failure}", file=sys.stderr)
         return 1
     if not server.started:
         print(f"tmd worker: error: could not serve on {s.host}:{s.port}", file=sys.stderr)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tmd.worker.stats import StatsSnapshot
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # the text format generate_latest writes
 
 
 class WorkerCollector(Collector):

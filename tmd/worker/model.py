@@ -80,25 +80,30 @@ def load_model_dir(model_dir: str, *, load_pipeline: Any = None) -> LoadedModel:
                        model_bytes=os.path.getsize(model_path))
 
 
-def warm_up_doc(config: dict) -> dict:
-    """A document with the model's input field set, for the warm-up inference."""
+def warm_up_doc(config: dict, pipeline: Any) -> dict:
+    """A document with the model's input field set, for the warm-up inference (fill_mask needs its mask)."""
     fields = (config.get("input") or {}).get("field_names") or ["input"]
-    return {fields[0]: "warm up"}
+    text = "warm up"
+    if pipeline.task == "fill_mask":
+        text = f"warm {pipeline.tokenizer.mask_token}"
+    return {fields[0]: text}
 
 
 def warm_up_overrides(task: str) -> dict | None:
-    """Inference options some tasks need before they can run at all (QA needs a question)."""
+    """Inference options some tasks need before they can run at all (a question, labels, a text)."""
     if task == "question_answering":
         return {"question_answering": {"question": "warm up?"}}
     if task == "zero_shot_classification":
         return {"zero_shot_classification": {"labels": ["warm", "up"]}}
+    if task == "text_similarity":
+        return {"text_similarity": {"text": "warm up"}}
     return None
 
 
 def warm_up(loaded: LoadedModel, runs: int = 2) -> None:
     """Run prepare + forward `runs` times (TorchScript's profiling executor optimises on run 2)."""
     try:
-        prepared = loaded.pipeline.prepare(warm_up_doc(loaded.config), warm_up_overrides(loaded.pipeline.task))
+        prepared = loaded.pipeline.prepare(warm_up_doc(loaded.config, loaded.pipeline), warm_up_overrides(loaded.pipeline.task))
         with torch.inference_mode():
             for _ in range(runs):
                 loaded.model(*prepared.inputs)

@@ -1,0 +1,326 @@
+"""Worker throughput: HTTP serving against the raw model, and 2 allocation lanes against 1.
+
+Measured in one run, on one machine, so the ratios hold even where absolute figures are noisy:
+
+* raw: in-process `model(*inputs)` on pre-tokenized inputs, 1 thread (the limit for 1×1), and
+  2 threads each with 1 intra-op thread (the limit for 2×1),
+* http: a `tmd worker` (cache off) driven by an httpx async load generator at concurrency
+  1, 8 and 64 with 1 allocation × 1 thread, then — changed live through POST /allocations —
+  2 allocations × 1 thread at concurrency 8 and 64.
+
+Prints HTTP/raw efficiency (goal ≥ 0.85 at concurrency ≥ 8), 2-lane/1-lane scaling (goal ≥ 1.8
+on 2 free cores), p50/p99 latency, and writes benchmarks/results/worker_throughput.json.
+Every phase is bounded by --duration seconds and --max-requests requests. "worker cores" is
+the worker process's CPU time over the phase's wall time: above 1 with 2 lanes means the lanes
+computed at the same time (the GIL is released during forward), whatever else loads the machine.
+"CPU eff." is docs per worker CPU-second against raw docs per CPU-second: the serving overhead
+(HTTP, JSON, tokenization, queueing) independent of how much of a shared machine each phase got.
+
+    python benchmarks/worker_throughput.py [--duration 5] [--layers 4 --hidden 256 --tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing tmd
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+from tmd.tinymodels import BASE_VOCABULARY, benchmark_encoder  # noqa: E402
+from tmd.worker.nlp import load_pipeline  # noqa: E402
+
+
+# --- the model: tmd.tinymodels' small BERT-like encoder ---------------------------------
+
+def build_model_dir(path: Path, layers: int, hidden: int, tokens: int) -> Path:
+    tiny = benchmark_encoder(layers=layers, hidden=hidden, heads=max(1, hidden // 64), max_sequence_length=tokens,
+                             tokenization_options={"truncate": "first"})
+    return tiny.write(path)
+
+
+def make_texts(n: int, words: int, seed: int = 1) -> list[str]:
+    """Distinct texts long enough to fill the sequence (truncated to --tokens)."""
+    rng = random.Random(seed)
+    pool = [w for w in BASE_VOCABULARY if w.isalpha() and len(w) > 2]
+    return [" ".join(rng.choice(pool) for _ in range(words)) for _ in range(n)]
+
+
+# --- raw forward ------------------------------------------------------------------------
+
+class RawModel:
+    """The model and pre-tokenized inputs in this process: the upper bound for the worker."""
+
+    def __init__(self, model_dir: Path, texts: list[str]) -> None:
+        config = json.loads((model_dir / "config.json").read_text())
+        pipeline = load_pipeline(config, json.loads((model_dir / "vocabulary.json").read_text()))
+        self.model = torch.jit.load(str(model_dir / "model.pt")).eval()
+        self.inputs = [pipeline.prepare({"input": t}).inputs for t in texts[:64]]
+        with torch.inference_mode():
+            for i in range(3):
+                self.model(*self.inputs[i])
+
+    def throughput(self, lanes: int, duration: float) -> dict[str, float]:
+        """Docs/s of `lanes` Python threads each looping model(*inputs) with 1 intra-op thread."""
+        counts = [0] * lanes
+        cpu = [0.0] * lanes
+        start_line = threading.Barrier(lanes + 1)
+        window = {"stop": 0.0}
+
+        def lane(n: int) -> None:
+            torch.set_num_threads(1)
+            start_line.wait()
+            cpu_start = time.thread_time()
+            with torch.inference_mode():
+                i = n
+                while time.perf_counter() < window["stop"]:
+                    self.model(*self.inputs[i % len(self.inputs)])
+                    counts[n] += 1
+                    i += lanes
+            cpu[n] = time.thread_time() - cpu_start
+
+        threads = [threading.Thread(target=lane, args=(n,)) for n in range(lanes)]
+        for t in threads:
+            t.start()
+        begin = time.perf_counter()
+        window["stop"] = begin + duration
+        start_line.wait()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - begin
+        # CPU seconds of the lane threads per wall second: above 1 only if they computed at the same time
+        return {"docs_per_s": sum(counts) / elapsed, "docs": sum(counts), "seconds": elapsed, "cpu_cores": sum(cpu) / elapsed}
+
+
+# --- the worker over HTTP ---------------------------------------------------------------
+
+def free_address() -> tuple[str, int]:
+    host = "127.0.0.%d" % random.randint(2, 254)
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return host, s.getsockname()[1]
+
+
+def start_worker(model_dir: Path, allocations: int) -> tuple[subprocess.Popen, str]:
+    host, port = free_address()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tmd", "worker", "--model-dir", str(model_dir), "--host", host,
+                             "--port", str(port), "--allocations", str(allocations), "--threads", "1",
+                             "--queue-capacity", "10000", "--cache-size", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"worker exited: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("worker did not become ready")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def http_load(url: str, bodies: list[bytes], concurrency: int, duration: float, max_requests: int,
+                    client_kind: str = "aiohttp", worker_pid: int | None = None) -> dict[str, Any]:
+    """`concurrency` clients on keep-alive connections, each sending its next request when the last is answered.
+
+    The load generator shares the machine with the worker, so its own CPU cost is subtracted
+    from what the worker can get: aiohttp costs a fraction of httpx per request (httpx's pool
+    grows costly with many connections), hence the default; `--client httpx` is kept for comparison.
+    """
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    headers = {"content-type": "application/json"}
+    if client_kind == "httpx":
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        session: Any = httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0)
+
+        async def post(body: bytes) -> int:
+            return (await session.post("/infer", content=body, headers=headers)).status_code
+    else:
+        import aiohttp
+
+        session = aiohttp.ClientSession(base_url=url, connector=aiohttp.TCPConnector(limit=concurrency),
+                                        timeout=aiohttp.ClientTimeout(total=60))
+
+        async def post(body: bytes) -> int:
+            async with session.post("/infer", data=body, headers=headers) as r:
+                await r.read()
+                return r.status
+    async with session:
+        # warm the connections so the measured window has no connection setup in it
+        await asyncio.gather(*(post(bodies[i % len(bodies)]) for i in range(concurrency)))
+        cpu_begin = process_cpu_seconds(worker_pid) if worker_pid else 0.0
+        begin = time.perf_counter()
+        stop = begin + duration
+
+        async def loop_client() -> None:
+            nonlocal issued, errors
+            while time.perf_counter() < stop and issued < max_requests:
+                body = bodies[issued % len(bodies)]
+                issued += 1
+                t0 = time.perf_counter()
+                status = await post(body)
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+
+        await asyncio.gather(*(loop_client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - begin
+        worker_cores = (process_cpu_seconds(worker_pid) - cpu_begin) / elapsed if worker_pid else float("nan")
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return 1000.0 * latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
+
+    return {"concurrency": concurrency, "docs_per_s": len(latencies) / elapsed, "requests": len(latencies),
+            "errors": errors, "seconds": elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "mean_ms": 1000.0 * statistics.fmean(latencies) if latencies else float("nan"),
+            "worker_cpu_cores": worker_cores}
+
+
+def stop_worker(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measured phase (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="raw and HTTP phases alternate this many times; ratios are per round, medians reported")
+    parser.add_argument("--max-requests", type=int, default=20000, help="request cap per HTTP phase")
+    parser.add_argument("--concurrency", default="1,8,64", help="HTTP concurrencies for 1x1 (default 1,8,64)")
+    parser.add_argument("--scaling-concurrency", default="8,64", help="concurrencies compared for 2x1 vs 1x1")
+    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="load generator HTTP client")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "worker_throughput.json"))
+    args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    scaling = [int(c) for c in args.scaling_concurrency.split(",")]
+    torch.set_num_threads(1)
+
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tmd-bench-") as tmp:
+        model_dir = build_model_dir(Path(tmp) / "model", args.layers, args.hidden, args.tokens)
+        texts = make_texts(512, args.tokens)
+        bodies = [json.dumps({"docs": [{"input": t}]}).encode() for t in texts]
+        raw = RawModel(model_dir, texts)
+        proc, url = start_worker(model_dir, allocations=1)
+        try:
+            for n in range(args.rounds):
+                one = {"raw": raw.throughput(1, args.duration)}
+                for c in concurrencies + [c for c in scaling if c not in concurrencies]:
+                    one[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client, proc.pid))
+                httpx.post(url + "/allocations", json={"number_of_allocations": 2}, timeout=10).raise_for_status()
+                two = {"raw": raw.throughput(2, args.duration)}
+                for c in scaling:
+                    two[c] = asyncio.run(http_load(url, bodies, c, args.duration, args.max_requests, args.client, proc.pid))
+                httpx.post(url + "/allocations", json={"number_of_allocations": 1}, timeout=10).raise_for_status()
+                rounds.append({"1x1": one, "2x1": two})
+                line = f"round {n + 1}: raw 1x1 {one['raw']['docs_per_s']:.1f}/s, raw 2x1 {two['raw']['docs_per_s']:.1f}/s; http 1x1 " + ", ".join(
+                    f"c={c} {one[c]['docs_per_s']:.1f}/s" for c in concurrencies) + "; http 2x1 " + ", ".join(
+                    f"c={c} {two[c]['docs_per_s']:.1f}/s" for c in scaling)
+                print(line, flush=True)
+        finally:
+            exit_code = stop_worker(proc)
+
+    def per_round(f) -> float:
+        return statistics.median(f(r) for r in rounds)
+
+    summary: dict[str, Any] = {"raw_1x1_docs_per_s": per_round(lambda r: r["1x1"]["raw"]["docs_per_s"]),
+                               "raw_2x1_docs_per_s": per_round(lambda r: r["2x1"]["raw"]["docs_per_s"]),
+                               "raw_scaling_2x1_over_1x1": per_round(lambda r: r["2x1"]["raw"]["docs_per_s"] / r["1x1"]["raw"]["docs_per_s"]),
+                               "raw_1x1_cpu_cores": per_round(lambda r: r["1x1"]["raw"]["cpu_cores"]),
+                               "raw_2x1_cpu_cores": per_round(lambda r: r["2x1"]["raw"]["cpu_cores"]),
+                               "http": []}
+    print(f"\nmedians over {len(rounds)} rounds of {args.duration:g} s phases ({args.client} load generator)")
+    print(f"{'phase':<16}{'docs/s':>9}{'HTTP/raw':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'worker cores':>14}{'CPU eff.':>10}")
+    for alloc, cs in (("1x1", concurrencies), ("2x1", scaling)):
+        for c in cs:
+            row = {"allocations_x_threads": alloc, "concurrency": c,
+                   "docs_per_s": per_round(lambda r: r[alloc][c]["docs_per_s"]),
+                   "http_over_raw": per_round(lambda r: r[alloc][c]["docs_per_s"] / r[alloc]["raw"]["docs_per_s"]),
+                   "p50_ms": per_round(lambda r: r[alloc][c]["p50_ms"]), "p99_ms": per_round(lambda r: r[alloc][c]["p99_ms"]),
+                   "worker_cpu_cores": per_round(lambda r: r[alloc][c]["worker_cpu_cores"]),
+                   # docs per CPU-second, worker vs raw: the serving overhead, whatever share of the machine we got
+                   "cpu_efficiency_vs_raw": per_round(lambda r: (r[alloc][c]["docs_per_s"] / r[alloc][c]["worker_cpu_cores"])
+                                                      / (r[alloc]["raw"]["docs_per_s"] / r[alloc]["raw"]["cpu_cores"])),
+                   "errors": sum(r[alloc][c]["errors"] for r in rounds)}
+            if alloc == "2x1":
+                row["scaling_over_1x1"] = per_round(lambda r: r["2x1"][c]["docs_per_s"] / r["1x1"][c]["docs_per_s"])
+            summary["http"].append(row)
+            print(f"{'http ' + alloc + ' c=' + str(c):<16}{row['docs_per_s']:>9.1f}{row['http_over_raw']:>10.2f}"
+                  f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}{row['worker_cpu_cores']:>14.2f}{row['cpu_efficiency_vs_raw']:>10.2f}")
+    print(f"raw 1x1 {summary['raw_1x1_docs_per_s']:.1f} docs/s on {summary['raw_1x1_cpu_cores']:.2f} cores, "
+          f"raw 2x1 {summary['raw_2x1_docs_per_s']:.1f} docs/s on {summary['raw_2x1_cpu_cores']:.2f} cores\n")
+    for row in summary["http"]:
+        if row["allocations_x_threads"] == "1x1" and row["concurrency"] >= 8:
+            eff = row["http_over_raw"]
+            print(f"HTTP/raw efficiency 1x1 at concurrency {row['concurrency']}: {eff:.2f} (goal >= 0.85) "
+                  f"{'OK' if eff >= 0.85 else 'BELOW GOAL'}")
+    for row in summary["http"]:
+        if "scaling_over_1x1" in row:
+            ratio = row["scaling_over_1x1"]
+            print(f"2-lane/1-lane scaling over HTTP at concurrency {row['concurrency']}: {ratio:.2f} "
+                  f"(goal >= 1.8 on 2 free cores) {'OK' if ratio >= 1.8 else 'BELOW GOAL'}")
+    print(f"2-lane/1-lane scaling raw in-process: {summary['raw_scaling_2x1_over_1x1']:.2f}")
+    print(f"(cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; worker exit code {exit_code})")
+
+    result = {
+        "benchmark": "worker_throughput",
+        "model": {"layers": args.layers, "hidden": args.hidden, "tokens": args.tokens},
+        "duration_s": args.duration, "rounds": args.rounds, "client": args.client,
+        "machine": {"cpu_count": os.cpu_count(), "loadavg_1m": os.getloadavg()[0], "python": platform.python_version(),
+                    "torch": torch.__version__},
+        "summary": summary,
+        "per_round": [{alloc: {str(k): v for k, v in phases.items()} for alloc, phases in r.items()} for r in rounds],
+        "worker_exit_code": exit_code,
+    }
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
