@@ -43,3 +43,10 @@ def test_deployment_crd_has_short_name_status_and_rules():
     messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
     assert "[number_of_allocations] must be 1 when [priority] is low" in messages
     assert yaml.safe_load(render_all()["trainedmodeldeployments.yaml"]) == crd
+
+
+def test_kubectl_apply_of_the_crds_directory_sees_only_crds():
+    """`kubectl apply -f crds/` reads *.yaml, *.yml and *.json: each must be a CRD."""
+    for path in CRDS.iterdir():
+        if path.suffix in (".yaml", ".yml", ".json"):
+            assert yaml.safe_load(path.read_text())["kind"] == "CustomResourceDefinition", path

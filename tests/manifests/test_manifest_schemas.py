@@ -51,7 +51,7 @@ def test_base_holds_the_generated_crds_unchanged():
 
 
 def test_crds_kustomization_lists_every_generated_crd():
-    kustomization = yaml.safe_load((REPO / "crds" / "kustomization.yml").read_text())
+    kustomization = yaml.safe_load((REPO / "crds" / "Kustomization").read_text())
     assert sorted(kustomization["resources"]) == sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
 
 

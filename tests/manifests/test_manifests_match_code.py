@@ -173,20 +173,20 @@ def test_worker_pods_the_operator_builds_are_valid_kubernetes(pod):
 
 
 @pytest.mark.parametrize("pod", _worker_pods(), ids=["normal", "low"])
-def test_worker_pods_meet_the_namespaces_enforced_baseline(pod):
-    """tmd-system enforces Pod Security `baseline` because worker pods (built by the operator)
-    do not meet `restricted` yet; they must meet baseline, or the API server refuses them."""
+def test_worker_pods_meet_the_namespaces_enforced_restricted_profile(pod):
+    """tmd-system enforces Pod Security `restricted`: worker pods (built by the operator) must meet
+    it, or the API server refuses them."""
     namespace = find(build("base"), "Namespace", "tmd-system")["metadata"]["labels"]
-    assert namespace["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
     spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["automountServiceAccountToken"] is False
     assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
-    assert not any("hostPath" in v for v in spec.get("volumes", []))
+    assert all(set(v) - {"name"} <= {"emptyDir"} for v in spec.get("volumes", []))
     for container in spec["containers"]:
-        sc = container.get("securityContext") or {}
-        assert not sc.get("privileged")
-        assert not (sc.get("capabilities") or {}).get("add")
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+        assert not sc.get("privileged") and sc["readOnlyRootFilesystem"] is True
         assert not any(p.get("hostPort") for p in container.get("ports", []))
         assert "procMount" not in sc and "seLinuxOptions" not in sc
-    # Restricted would also need these; when pods.py sets them, enforce `restricted` in namespace.yaml.
-    missing = [k for k in ("runAsNonRoot", "seccompProfile") if k not in (spec.get("securityContext") or {})]
-    assert missing, "worker pods now set a pod securityContext: enforce `restricted` on tmd-system"

@@ -104,7 +104,15 @@ def worker_pod(deployment: Mapping[str, Any], spec: DeploymentSpec, model: Mappi
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10,
                                   "failureThreshold": 6, "initialDelaySeconds": 30},
                 "startupProbe": {"httpGet": probe_http, "periodSeconds": 1, "failureThreshold": 600},
+                # Pod Security `restricted`; the fetched model goes to the /tmp scratch volume.
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True},
+                "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
             }],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            # Workers never call the Kubernetes API.
+            "automountServiceAccountToken": False,
         },
     }
     priority_class = config.low_priority_class if low else config.normal_priority_class
