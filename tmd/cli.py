@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
     "operator": ("tmd.operator.main", "run the operator that places and runs deployments"),
+    "shim": ("tmd.shim.main", "serve the Elasticsearch-compatible REST API"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }
 
