@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import os
+import signal
+import sys
 
 from tmd.shim.service import ShimSettings
 
@@ -49,6 +51,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     shim = Shim(settings, kube, DirectoryStore(args.store))
     log.info(json.dumps({"event": "serving", "host": args.host, "port": args.port, "auth": auth is not None}))
-    # uvicorn handles SIGTERM: stops accepting, finishes in-flight requests, runs the lifespan exit.
-    uvicorn.run(create_app(shim, auth), host=args.host, port=args.port, log_level="warning", access_log=False)
+    # uvicorn handles SIGTERM: stops accepting, finishes in-flight requests, runs the lifespan exit,
+    # then re-raises the signal; the no-op handlers make that re-raise harmless, so the exit code is 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    config = uvicorn.Config(create_app(shim, auth), host=args.host, port=args.port, loop="uvloop", http="httptools",
+                            log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        print(f"tmd shim: error: could not serve on {args.host}:{args.port}", file=sys.stderr)
+        return 1
+    log.info(json.dumps({"event": "stopped"}))
     return 0

@@ -27,7 +27,7 @@ from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views
 from tmd.shim.kube import Conflict, ShimKube
 from tmd.shim.routing import Target, split_docs, started_targets
-from tmd.store.directory import DEFINITION_FILE, VOCABULARY_FILE, DirectoryStore, uri_for
+from tmd.store.directory import DEFINITION_FILE, VOCABULARY_FILE, DirectoryStore, part_validation_errors, uri_for
 
 log = logging.getLogger("tmd.shim")
 T = TypeVar("T")
@@ -174,6 +174,9 @@ class Shim:
         except (binascii.Error, TypeError, ValueError):
             raise ParseError("[put_trained_model_definition_part_action] failed to parse field [definition]",
                              type="x_content_parse_exception") from None
+        errors = part_validation_errors(part, body["total_definition_length"], body["total_parts"])
+        if errors:
+            raise ValidationFailed(errors)
         model = await self.require_model(model_id)
         if views.fully_defined(model):
             raise StatusException(f"Trained model definition [{model_id}] already exists; delete the model to "
@@ -299,7 +302,6 @@ class Shim:
     async def wait_for_start(self, deployment_id: str, wait_rank: int, timeout: TimeValue) -> Object:
         """DeploymentStartedPredicate (es-api §2.4) over the resource status the operator writes."""
         deadline = time.monotonic() + (timeout.seconds if timeout.seconds is not None else 30.0)
-        capacity_checked = False
         while True:
             deployment = await self._k(self.kube.get_deployment, deployment_id)
             if deployment is None:
@@ -312,14 +314,14 @@ class Shim:
                     nodes = ", ".join(f"{n}={r}" for n, r in failed.items())
                     raise ElasticsearchError("Could not start trained model deployment, the following nodes failed "
                                              f"with errors [{{{nodes}}}]", status=500, type="status_exception")
-                if not capacity_checked and self.settings.fail_start_without_capacity:
-                    capacity_checked = True
-                    self._check_capacity(deployment)
+                # The planner says why it placed fewer allocations than asked in `reason`; only
+                # then is the start refused (a status without reason may still be catching up,
+                # e.g. while an earlier deployment of the same name drains).
+                if self.settings.fail_start_without_capacity and (deployment.get("status") or {}).get("reason"):
                     requested = deployment["spec"].get("number_of_allocations", 1)
-                    targets = views.total_target_allocations(deployment)
-                    if targets == 0 or targets < requested:
+                    if views.total_target_allocations(deployment) < requested:
                         await self._k(self.kube.delete_deployment, deployment_id)
-                        self._check_capacity(deployment, raise_now=True)
+                        raise self._capacity_error(deployment)
                 status = (deployment.get("status") or {}).get("allocation_status") or {}
                 state = status.get("state", "starting")
                 rank = {"starting": 0, "started": 1, "fully_allocated": 2}.get(state, 0)
@@ -334,16 +336,14 @@ class Shim:
             await asyncio.sleep(POLL_SECONDS)
 
     @staticmethod
-    def _check_capacity(deployment: Object, raise_now: bool = False) -> None:
-        if not raise_now:
-            return
+    def _capacity_error(deployment: Object) -> StatusException:
         if views.total_target_allocations(deployment) == 0:
             reason = (deployment.get("status") or {}).get("reason") or ""
-            raise StatusException("Could not start deployment because no ML nodes with sufficient capacity were "
-                                  f"found; Could not start deployment because no suitable nodes were found, "
-                                  f"allocation explanation [{reason}]", 429)
-        raise StatusException("Could not start deployment because there are not enough resources to provide all "
-                              "requested allocations", 429)
+            return StatusException("Could not start deployment because no ML nodes with sufficient capacity were "
+                                   f"found; Could not start deployment because no suitable nodes were found, "
+                                   f"allocation explanation [{reason}]", 429)
+        return StatusException("Could not start deployment because there are not enough resources to provide all "
+                               "requested allocations", 429)
 
     async def stop(self, deployment_id: str, allow_no_match: bool, force: bool) -> Object:
         deployments = await self._k(self.kube.list_deployments)
@@ -359,11 +359,16 @@ class Shim:
         for dep in matched:
             await self._k(self.kube.delete_deployment, dep["spec"]["deployment_id"])
             self._routes.pop(dep["spec"]["deployment_id"], None)
-        # Stop answers once the deployments are gone (the operator's finalizer, if any, has run).
+        # Stop answers once the deployments and their worker processes are gone, as Elasticsearch
+        # answers once the native processes stopped (bounded: 30 s; deletion goes on regardless).
+        names = {d["metadata"]["name"] for d in matched}
+        ids = {d["spec"]["deployment_id"] for d in matched}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             remaining = {d["spec"].get("deployment_id") for d in await self._k(self.kube.list_deployments)}
-            if not remaining & {d["spec"]["deployment_id"] for d in matched}:
+            pods = [p for p in await self._k(self.kube.list_worker_pods)
+                    if p["metadata"].get("labels", {}).get(LABEL_DEPLOYMENT) in names]
+            if not remaining & ids and not pods:
                 break
             await asyncio.sleep(POLL_SECONDS)
         return {"stopped": True}

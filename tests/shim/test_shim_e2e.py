@@ -1,0 +1,363 @@
+"""The shim end to end with the official Elasticsearch Python client: localkube, the real kopf
+operator, real worker processes and `tmd shim` as a subprocess (es-api.md §7.1, §2.2–§2.4)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+
+import httpx
+import pytest
+
+elasticsearch = pytest.importorskip("elasticsearch", reason="the official client `elasticsearch>=9,<10` is optional")
+from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError  # noqa: E402
+
+from tests.operator.e2e import REPO, OperatorProcess, wait_for  # noqa: E402
+from tests.shim.support import ShimProcess, ordered_parts, upload_model  # noqa: E402
+from tmd.tinymodels import super_simple  # noqa: E402
+from tmd.tinymodels.builders import script_bytes  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=2, node_cpus="2", node_memory="4Gi")]
+
+VOCAB = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
+
+
+@pytest.fixture(scope="module")
+def kube(localkube):
+    from tmd.localkube.testing import kubectl_binaries, run_kubectl
+
+    binary = next(iter(kubectl_binaries().values()))
+    return lambda *args, **kw: run_kubectl(localkube, *args, binary=binary, **kw)
+
+
+@pytest.fixture(scope="module")
+def operator(localkube, kube, tmp_path_factory):
+    kube("apply", "-f", str(REPO / "crds"))
+    kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev")
+    proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    yield proc
+    assert proc.stop() == 0, proc.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def shim(localkube, operator, tmp_path_factory):
+    work = tmp_path_factory.mktemp("shim")
+    proc = ShimProcess(localkube.kubeconfig, work / "store", work / "shim.log", "--no-auth").start()
+    yield proc
+    if proc.proc and proc.proc.poll() is None:
+        assert proc.stop() == 0, proc.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def es(shim):
+    client = Elasticsearch(shim.url, request_timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def models(es):
+    """The YAML setup: `test_model` and `another_test_model`, pass_through, uploaded in three parts out of order."""
+    for model_id in ("test_model", "another_test_model"):
+        tiny = super_simple(model_id, vocabulary=VOCAB)
+        upload_model(es, model_id, tiny.config, script_bytes(tiny.model), VOCAB, parts=3, order=[2, 0, 1])
+    return "test_model"
+
+
+@pytest.fixture(autouse=True)
+def stop_all(es):
+    yield
+    es.ml.stop_trained_model_deployment(model_id="_all", force=True)
+
+
+def test_root_product_header_and_version(shim):
+    response = httpx.get(shim.url + "/", headers={"Accept": "application/vnd.elasticsearch+json; compatible-with=9"})
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    assert response.json()["version"]["number"].startswith("9.")
+    assert response.json()["tagline"] == "You Know, for Search"
+    bad = httpx.get(shim.url + "/_ml/trained_models/nope")
+    assert bad.status_code == 404 and bad.headers["x-elastic-product"] == "Elasticsearch"
+    assert bad.json()["error"]["type"] == "resource_not_found_exception"
+
+
+def test_unknown_parameter_rejected_like_elasticsearch(shim, models):
+    response = httpx.get(shim.url + "/_ml/trained_models/test_model?bogus=1")
+    assert response.status_code == 400
+    assert response.json()["error"]["reason"] == \
+        "request [/_ml/trained_models/test_model] contains unrecognized parameter: [bogus]"
+
+
+def test_include_definition_status_and_assembled_model(es, models):
+    got = es.ml.get_trained_models(model_id="test_model", include="definition_status")
+    assert got["count"] == 1
+    config = got["trained_model_configs"][0]
+    assert config["fully_defined"] is True
+    assert config["model_id"] == "test_model"
+    assert config["model_size_bytes"] == len(script_bytes(super_simple("test_model").model))
+    assert config["inference_config"]["pass_through"]["tokenization"]["bert"]["with_special_tokens"] is False
+
+
+def test_start_and_stop_deployment_with_no_cache(es, models):
+    started = es.ml.start_trained_model_deployment(model_id="test_model", cache_size="0", wait_for="started")
+    assignment = started["assignment"]
+    assert assignment["assignment_state"] == "started"
+    assert assignment["task_parameters"]["model_id"] == "test_model"
+    assert assignment["task_parameters"]["cache_size"] == "0"
+    assert es.ml.stop_trained_model_deployment(model_id="test_model")["stopped"] is True
+
+
+def test_start_with_cache_deprecated_infer_counts_cache_hits(es, models, shim):
+    started = es.ml.start_trained_model_deployment(model_id="test_model", cache_size="10kb", wait_for="started")
+    assert started["assignment"]["task_parameters"]["cache_size"] == "10kb"
+    for word in ("words", "are", "words"):
+        response = httpx.post(shim.url + "/_ml/trained_models/test_model/deployment/_infer",
+                              json={"docs": [{"input": word}]}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predicted_value": [[1.0, 1.0]]}
+        assert response.headers["warning"].endswith(
+            '"[POST /_ml/trained_models/{model_id}/deployment/_infer] is deprecated! Use '
+            '[POST /_ml/trained_models/{model_id}/_infer] instead."')
+    stats = es.ml.get_trained_models_stats(model_id="test_model")
+    node = stats["trained_model_stats"][0]["deployment_stats"]["nodes"][0]
+    assert node["inference_count"] == 3
+    assert node["inference_cache_hit_count"] == 1
+    too_many = httpx.post(shim.url + "/_ml/trained_models/test_model/deployment/_infer",
+                          json={"docs": [{"input": "a"}, {"input": "b"}]})
+    assert too_many.status_code == 400
+    assert "multiple documents are not supported" in too_many.json()["error"]["reason"]
+
+
+def test_low_priority_start_and_its_validation(es, models):
+    started = es.ml.start_trained_model_deployment(model_id="test_model", priority="low", wait_for="started")
+    params = started["assignment"]["task_parameters"]
+    assert (params["priority"], params["number_of_allocations"], params["threads_per_allocation"]) == ("low", 1, 1)
+    es.ml.stop_trained_model_deployment(model_id="test_model")
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", priority="low", number_of_allocations=3)
+    assert "[number_of_allocations] must be 1 when [priority] is low" in str(err.value.body)
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", priority="low", threads_per_allocation=4)
+    assert "[threads_per_allocation] must be 1 when [priority] is low" in str(err.value.body)
+
+
+def test_validation_errors_of_start_are_collected(es, models):
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", threads_per_allocation=3, queue_capacity=0)
+    assert err.value.body["error"]["type"] == "action_request_validation_exception"
+    assert err.value.body["error"]["reason"] == (
+        "Validation Failed: 1: [threads_per_allocation] must be a power of 2 less than or equal to 32;"
+        "2: [queue_capacity] must be a positive integer;")
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", wait_for="nope")
+    assert err.value.body["error"]["reason"] == \
+        "invalid [wait_for] state [nope]; must be one of [started, starting, fully_allocated"
+
+
+def test_update_deployment(es, models):
+    es.ml.start_trained_model_deployment(model_id="test_model", wait_for="started")
+    updated = es.ml.update_trained_model_deployment(model_id="test_model", number_of_allocations=1)
+    assert updated["assignment"]["task_parameters"]["model_id"] == "test_model"
+    assert updated["assignment"]["task_parameters"]["number_of_allocations"] == 1
+    updated = es.ml.update_trained_model_deployment(model_id="test_model", number_of_allocations=2)
+    assert updated["assignment"]["task_parameters"]["number_of_allocations"] == 2
+    es.ml.stop_trained_model_deployment(model_id="test_model")
+    es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="test_model_deployment",
+                                         wait_for="started")
+    updated = es.ml.update_trained_model_deployment(model_id="test_model_deployment", number_of_allocations=1)
+    assert updated["assignment"]["task_parameters"]["model_id"] == "test_model"
+    with pytest.raises(NotFoundError):
+        es.ml.update_trained_model_deployment(model_id="missing-model", number_of_allocations=4)
+
+
+def test_clear_deployment_cache_and_infer_by_model_id(es, models):
+    es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="test_model_deployment_cache_test",
+                                         cache_size="10kb", wait_for="started")
+    for word in ("words", "are", "words"):
+        result = es.ml.infer_trained_model(model_id="test_model", docs=[{"input": word}])
+        assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}]
+
+    def node():
+        stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"]
+        return stats[0]["deployment_stats"]["nodes"][0]
+
+    assert (node()["inference_count"], node()["inference_cache_hit_count"]) == (3, 1)
+    assert es.ml.clear_trained_model_deployment_cache(model_id="test_model_deployment_cache_test")["cleared"] is True
+    es.ml.infer_trained_model(model_id="test_model", docs=[{"input": "words"}])
+    assert (node()["inference_count"], node()["inference_cache_hit_count"]) == (4, 1)
+    # `test_model` is not a deployment id: stop with allow_no_match (default true) stops nothing.
+    assert es.ml.stop_trained_model_deployment(model_id="test_model")["stopped"] is True
+    assert es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]
+
+
+def test_model_alias_put_get_reassign_and_infer(es, models):
+    es.ml.put_trained_model_alias(model_id="test_model", model_alias="pytorch")
+    got = es.ml.get_trained_models(model_id="pytorch")
+    assert got["count"] == 1 and got["trained_model_configs"][0]["model_id"] == "test_model"
+    es.ml.put_trained_model_alias(model_id="another_test_model", model_alias="pytorch", reassign=True)
+    assert es.ml.get_trained_models(model_id="pytorch")["trained_model_configs"][0]["model_id"] == "another_test_model"
+    es.ml.put_trained_model_alias(model_id="test_model", model_alias="pytorch", reassign=True)
+    es.ml.start_trained_model_deployment(model_id="test_model", wait_for="started")
+    es.ml.infer_trained_model(model_id="pytorch", docs=[{"input": "words"}])
+    stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]
+    assert stats["deployment_stats"]["nodes"][0]["inference_count"] == 1
+    with pytest.raises(BadRequestError) as err:
+        es.ml.put_trained_model_alias(model_id="another_test_model", model_alias="pytorch", reassign=True)
+    assert err.value.body["error"]["reason"] == ("cannot reassign model_alias [pytorch] to model [another_test_model] "
+                                                 "from model [test_model] as it is not yet deployed")
+    es.ml.delete_trained_model_alias(model_id="test_model", model_alias="pytorch")
+
+
+def test_stop_with_allow_no_match(es, models):
+    es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="test_model_for_search",
+                                         wait_for="started")
+    assert es.ml.stop_trained_model_deployment(model_id="test_model_for_search")["stopped"] is True
+    with pytest.raises(NotFoundError) as err:
+        es.ml.stop_trained_model_deployment(model_id="test_model_for_search", allow_no_match=False)
+    assert err.value.body["error"]["reason"] == "No known model deployment with id [test_model_for_search]"
+    assert es.ml.stop_trained_model_deployment(model_id="test_model_for_search", allow_no_match=True)["stopped"]
+
+
+def test_multiple_deployments_of_one_model_and_cat(es, models):
+    for dep in ("test_model_for_search", "test_model_for_ingest"):
+        es.ml.start_trained_model_deployment(model_id="test_model", deployment_id=dep, priority="low",
+                                             wait_for="started")
+    for dep in ("test_model_for_search", "test_model_for_ingest"):
+        assert es.ml.infer_trained_model(model_id=dep, docs=[{"input": "words"}, {"input": "are"}])[
+            "inference_results"] == [{"predicted_value": [[1.0, 1.0]]}] * 2
+    stats = es.ml.get_trained_models_stats(model_id="test_model")
+    assert stats["count"] == 1
+    assert [s["deployment_stats"]["deployment_id"] for s in stats["trained_model_stats"]] == \
+        ["test_model_for_ingest", "test_model_for_search"]
+    assert all(s["deployment_stats"]["inference_count"] == 2 for s in stats["trained_model_stats"])
+    cat = es.cat.ml_trained_models(v=True).body
+    header, *rows = cat.splitlines()
+    assert header.split() == ["id", "heap_size", "operations", "create_time", "type", "ingest.pipelines",
+                              "data_frame.id"]
+    assert sorted(r.split()[0] for r in rows) == ["another_test_model", "test_model"]
+    as_json = es.cat.ml_trained_models(format="json", h="id,type")
+    assert {"id": "test_model", "type": "pytorch"} in list(as_json)
+
+
+def test_duplicate_ids_and_clashes(es, models):
+    es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="test_model_deployment",
+                                         wait_for="started")
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="test_model_deployment")
+    assert err.value.body["error"]["reason"] == ("Could not start model deployment because an existing deployment "
+                                                 "with the same id [test_model_deployment] exist")
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", deployment_id="another_test_model")
+    assert err.value.body["error"]["reason"].startswith(
+        "Deployment id [another_test_model] is the same as an another model which is not the model being deployed.")
+    with pytest.raises(BadRequestError) as err:
+        es.ml.put_trained_model(model_id="test_model_deployment", model_type="pytorch",
+                                inference_config={"pass_through": {}},
+                                input={"field_names": ["input"]})
+    assert err.value.body["error"]["reason"] == \
+        "Cannot create model [test_model_deployment] the id is the same as an current model deployment"
+    with pytest.raises(ConflictError) as err:
+        es.ml.delete_trained_model(model_id="test_model")
+    assert err.value.body["error"]["reason"] == \
+        "Cannot delete model [test_model] as it is currently deployed; use force to delete the model"
+
+
+def test_start_default_id_and_error_paths(es, models):
+    started = es.ml.start_trained_model_deployment(model_id="test_model", wait_for="starting")
+    assert started["assignment"]["task_parameters"]["deployment_id"] == "test_model"
+    es.ml.stop_trained_model_deployment(model_id="test_model")
+    with pytest.raises(NotFoundError) as err:
+        es.ml.start_trained_model_deployment(model_id="no_such_model")
+    assert err.value.body["error"]["reason"] == "Could not find trained model [no_such_model]"
+    es.ml.put_trained_model(model_id="distilbert-finetuned-sst", model_type="pytorch", inference_config={"ner": {}},
+                            input={"field_names": ["input"]})
+    with pytest.raises(NotFoundError) as err:
+        es.ml.start_trained_model_deployment(model_id="distilbert-finetuned-sst")
+    assert err.value.body["error"]["reason"] == "Could not find trained model definition [distilbert-finetuned-sst]"
+    # Parts disagreeing on the total → the §2.3 step-10 message.
+    es.ml.put_trained_model_definition_part(model_id="distilbert-finetuned-sst", part=0, definition="AAAA",
+                                            total_definition_length=10, total_parts=2)
+    with pytest.raises(BadRequestError) as err:
+        es.ml.start_trained_model_deployment(model_id="distilbert-finetuned-sst")
+    assert "Model definition truncated" in err.value.body["error"]["reason"]
+    with pytest.raises(ConflictError) as err:
+        es.ml.infer_trained_model(model_id="test_model", docs=[{"input": "words"}])
+    assert err.value.body["error"]["reason"] == ("Model [test_model] must be deployed to use. Please deploy with the "
+                                                 "start trained model deployment API.")
+    with pytest.raises(ApiError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", number_of_allocations=100)
+    assert err.value.status_code == 429
+    assert err.value.body["error"]["reason"] == ("Could not start deployment because there are not enough resources "
+                                                 "to provide all requested allocations")
+    assert "deployment_stats" not in es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]
+    es.ml.delete_trained_model(model_id="distilbert-finetuned-sst")
+
+
+def test_start_timeout_answers_408_and_keeps_starting(es, models):
+    with pytest.raises(ApiError) as err:
+        es.ml.start_trained_model_deployment(model_id="test_model", wait_for="fully_allocated", timeout="1ms")
+    assert err.value.status_code == 408
+    assert err.value.body["error"]["reason"].startswith(
+        "Timed out after [1ms] waiting for trained model deployment [test_model] to start.")
+    wait_for(lambda: es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0][
+        "deployment_stats"]["state"] == "started", what="the timed-out deployment to keep starting")
+
+
+def test_definition_part_validation(es, models):
+    with pytest.raises(BadRequestError) as err:
+        es.ml.put_trained_model_definition_part(model_id="test_model", part=5, definition="AAAA",
+                                                total_definition_length=0, total_parts=2)
+    assert err.value.body["error"]["reason"] == ("Validation Failed: 1: [total_definition_length] must be greater than "
+                                                 "0;2: [part] must be less than total_parts;")
+
+
+def test_restart_mid_upload_and_mid_start(es, models, shim):
+    """Kill the shim (SIGKILL) between definition parts and during a start with wait_for: the
+    model is not fully defined until the last part, nothing is lost, the start completes."""
+    tiny = super_simple("restart_model", vocabulary=VOCAB)
+    definition = script_bytes(tiny.model)
+    es.ml.put_trained_model(model_id="restart_model", **{k: v for k, v in tiny.config.items() if k != "model_id"})
+    es.ml.put_trained_model_vocabulary(model_id="restart_model", vocabulary=VOCAB)
+    parts = ordered_parts(definition, 4, [3, 1, 0, 2])
+    for part, chunk in parts[:2]:
+        es.ml.put_trained_model_definition_part(model_id="restart_model", part=part,
+                                                definition=base64.b64encode(chunk).decode(),
+                                                total_definition_length=len(definition), total_parts=4)
+    shim.kill()
+    shim.start()
+    got = es.ml.get_trained_models(model_id="restart_model", include="definition_status")
+    assert got["trained_model_configs"][0]["fully_defined"] is False
+    for part, chunk in parts[1:]:  # part 1 again: a retry is idempotent
+        es.ml.put_trained_model_definition_part(model_id="restart_model", part=part,
+                                                definition=base64.b64encode(chunk).decode(),
+                                                total_definition_length=len(definition), total_parts=4)
+    got = es.ml.get_trained_models(model_id="restart_model", include="definition_status")
+    assert got["trained_model_configs"][0]["fully_defined"] is True
+    assert got["trained_model_configs"][0]["model_size_bytes"] == len(definition)
+
+    # A start whose caller loses the shim mid-wait: the deployment resource survives, the retry
+    # sees it (400 duplicate id, as Elasticsearch), and it reaches started.
+    import threading
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            es.options(max_retries=0).ml.start_trained_model_deployment(model_id="restart_model", wait_for="started",
+                                                                        timeout="60s")
+        except BaseException as err:  # the connection drops when the shim dies
+            errors.append(err)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    wait_for(lambda: "deployment created deployment_id=restart_model" in shim.output(), what="the start to create the deployment")
+    shim.kill()
+    thread.join(timeout=60)
+    assert errors, "the start call should have lost its connection"
+    shim.start()
+    with pytest.raises(BadRequestError):
+        es.ml.start_trained_model_deployment(model_id="restart_model")
+    wait_for(lambda: es.ml.get_trained_models_stats(model_id="restart_model")["trained_model_stats"][0][
+        "deployment_stats"]["state"] == "started", what="restart_model to be started")
+    result = es.ml.infer_trained_model(model_id="restart_model", docs=[{"input": "these are my words"}])
+    assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}]
+    es.ml.delete_trained_model(model_id="restart_model", force=True)
