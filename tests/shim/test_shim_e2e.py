@@ -361,3 +361,31 @@ def test_restart_mid_upload_and_mid_start(es, models, shim):
     result = es.ml.infer_trained_model(model_id="restart_model", docs=[{"input": "these are my words"}])
     assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}]
     es.ml.delete_trained_model(model_id="restart_model", force=True)
+
+
+def test_security_from_a_kubernetes_secret(localkube, kube, models, tmp_path):
+    users = {"users": {"elastic": {"password": "changeme", "roles": ["admin"]},
+                      "reader": {"password": "readme", "roles": ["user"]}},
+             "api_keys": {"ci-key": {"key": "s3cret", "name": "ci", "roles": ["user"]}}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tmd-shim-users"},
+              "data": {"users.json": base64.b64encode(json.dumps(users).encode()).decode()}}
+    kube("apply", "-f", "-", input=json.dumps(secret))
+    secured = ShimProcess(localkube.kubeconfig, tmp_path / "store", tmp_path / "shim.log",
+                          "--auth-secret", "tmd-shim-users").start()
+    try:
+        anonymous = httpx.get(secured.url + "/_ml/trained_models")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Basic realm=")
+        assert anonymous.headers["x-elastic-product"] == "Elasticsearch"
+        assert anonymous.json()["error"]["type"] == "security_exception"
+        admin = Elasticsearch(secured.url, basic_auth=("elastic", "changeme"))
+        assert admin.ml.get_trained_models(model_id="test_model")["count"] == 1
+        reader = Elasticsearch(secured.url, api_key=("ci-key", "s3cret"))
+        assert reader.ml.get_trained_models_stats(model_id="test_model")["count"] == 1
+        with pytest.raises(elasticsearch.AuthorizationException) as err:
+            reader.ml.start_trained_model_deployment(model_id="test_model")
+        assert err.value.status_code == 403
+        with pytest.raises(elasticsearch.AuthenticationException):
+            Elasticsearch(secured.url, basic_auth=("elastic", "wrong")).ml.get_trained_models()
+    finally:
+        assert secured.stop() == 0, secured.output()[-3000:]
