@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tmd.api.resources import (API_VERSION, DEPLOYMENT, DEPLOYMENT_PLURAL, GROUP, LABEL_ROLE, TRAINED_MODEL,
+from tmd.api.resources import (API_VERSION, DEPLOYMENT, DEPLOYMENT_PLURAL, GROUP, LABEL_DEPLOYMENT, LABEL_ROLE, TRAINED_MODEL,
                                TRAINED_MODEL_PLURAL, VERSION, resource_name)
 
 Object = dict[str, Any]
@@ -108,9 +108,9 @@ class ShimKube:
         return self._delete(DEPLOYMENT_PLURAL, resource_name(deployment_id))
 
     # -- workers
-    def list_worker_pods(self) -> list[Object]:
-        resp = self.core.list_namespaced_pod(self.namespace, label_selector=f"{LABEL_ROLE}=worker",
-                                             _preload_content=False)
+    def list_worker_pods(self, deployment_name: str | None = None) -> list[Object]:
+        selector = f"{LABEL_ROLE}=worker" + (f",{LABEL_DEPLOYMENT}={deployment_name}" if deployment_name else "")
+        resp = self.core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False)
         return json.loads(resp.data)["items"]
 
     def read_secret(self, name: str) -> dict[str, str]:

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format='{"ts":"%(asctime)s","level":"%(levelname)s",'
                                                    '"logger":"%(name)s","msg":%(message)r}')
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
     log = logging.getLogger("tmd.shim")
     settings = ShimSettings(namespace=args.namespace, store_root=args.store, store_uri_base=args.store_uri_base,
                             version=args.es_version, worker_port=args.worker_port)

@@ -11,11 +11,13 @@ import asyncio
 import base64
 import binascii
 import fnmatch
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+import aiohttp
 import httpx
 
 from tmd.api.deployment import MAX_DEPLOYMENTS, parse_start_request
@@ -35,6 +37,7 @@ Object = dict[str, Any]
 
 INFER_TIMEOUT = TimeValue(10.0, "10s")
 ROUTE_CACHE_SECONDS = 1.0
+ROUTE_STALE_SECONDS = 10.0
 POLL_SECONDS = 0.2
 
 
@@ -54,13 +57,23 @@ class Shim:
         self.settings = settings
         self.kube = kube
         self.store = store
-        self.http = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=512,
-                                                                         max_keepalive_connections=128))
+        self.http = httpx.AsyncClient(timeout=None)  # control calls (stats, cache clear)
+        self._session: aiohttp.ClientSession | None = None  # the inference hop: aiohttp costs less CPU per call
         self.outstanding: dict[str, int] = {}
         self._routes: dict[str, tuple[float, Object, list[Target]]] = {}
+        self._refreshing: dict[str, asyncio.Future[Any]] = {}
+        self._resolved: dict[str, tuple[float, str]] = {}  # id or alias → deployment id, like _routes
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created inside the running loop
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     @staticmethod
     async def _k(fn: Callable[..., T], *args: Any) -> T:
@@ -244,6 +257,7 @@ class Shim:
             if old["spec"]["model_id"] in deployed and model_id not in deployed:
                 raise IllegalArgument(f"cannot reassign model_alias [{alias}] to model [{model_id}] from model "
                                       f"[{old['spec']['model_id']}] as it is not yet deployed")
+        self._resolved.clear()
         # Add first, then remove: a crash in between leaves the alias on both models, never on none;
         # resolution then prefers the newer owner (the one listed with the alias last written).
         await self._set_aliases(target, [*views.model_aliases(target), alias])
@@ -359,6 +373,7 @@ class Shim:
         for dep in matched:
             await self._k(self.kube.delete_deployment, dep["spec"]["deployment_id"])
             self._routes.pop(dep["spec"]["deployment_id"], None)
+        self._resolved.clear()
         # Stop answers once the deployments and their worker processes are gone, as Elasticsearch
         # answers once the native processes stopped (bounded: 30 s; deletion goes on regardless).
         names = {d["metadata"]["name"] for d in matched}
@@ -422,29 +437,45 @@ class Shim:
     # ------------------------------------------------------------------ inference
 
     async def _targets(self, deployment_id: str, fresh: bool = False) -> tuple[Object, list[Target]] | None:
-        """The deployment and its routable workers, cached for a second: inference must not cost
-        two Kubernetes reads per request."""
+        """The deployment and its routable workers. Inference must not cost Kubernetes reads per
+        request: a view younger than a second is used as is; an older one (up to ten seconds) is
+        used while one background refresh replaces it, so no request waits for the refresh."""
         cached = self._routes.get(deployment_id)
-        if cached and not fresh and time.monotonic() - cached[0] < ROUTE_CACHE_SECONDS:
-            return cached[1], cached[2]
-        deployment = await self._k(self.kube.get_deployment, deployment_id)
-        if deployment is None:
-            self._routes.pop(deployment_id, None)
-            return None
-        pods = await self._k(self.kube.list_worker_pods)
-        name = resource_name(deployment_id)
-        ips = {p["metadata"]["labels"].get(LABEL_NODE): p["status"]["podIP"] for p in pods
-               if p["metadata"].get("labels", {}).get(LABEL_DEPLOYMENT) == name and (p.get("status") or {}).get("podIP")
-               and not p["metadata"].get("deletionTimestamp")}
-        targets = started_targets(deployment, ips, self.settings.worker_port)
-        self._routes[deployment_id] = (time.monotonic(), deployment, targets)
-        return deployment, targets
+        if cached and not fresh:
+            age = time.monotonic() - cached[0]
+            if age < ROUTE_CACHE_SECONDS:
+                return cached[1], cached[2]
+            if age < ROUTE_STALE_SECONDS and cached[2]:
+                if deployment_id not in self._refreshing:
+                    self._refreshing[deployment_id] = asyncio.ensure_future(self._refresh_targets(deployment_id))
+                return cached[1], cached[2]
+        return await self._refresh_targets(deployment_id)
+
+    async def _refresh_targets(self, deployment_id: str) -> tuple[Object, list[Target]] | None:
+        try:
+            deployment = await self._k(self.kube.get_deployment, deployment_id)
+            if deployment is None:
+                self._routes.pop(deployment_id, None)
+                return None
+            name = deployment["metadata"]["name"]
+            pods = await self._k(self.kube.list_worker_pods, name)
+            ips = {p["metadata"]["labels"].get(LABEL_NODE): p["status"]["podIP"] for p in pods
+                   if (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")}
+            targets = started_targets(deployment, ips, self.settings.worker_port)
+            self._routes[deployment_id] = (time.monotonic(), deployment, targets)
+            return deployment, targets
+        finally:
+            self._refreshing.pop(deployment_id, None)
 
     async def resolve_deployment(self, id_: str) -> tuple[str, Object, list[Target]]:
         """es-api §5.1: alias → model id; a deployment with that id, else one of that model's
         (preferring started). Errors as Elasticsearch's coordinating node raises them."""
+        alias = self._resolved.get(id_)
+        if alias and time.monotonic() - alias[0] < ROUTE_CACHE_SECONDS:
+            id_ = alias[1]  # a model id or alias resolved a moment ago: skip the lookups
         found = await self._targets(id_)
         if found is None:
+            asked = id_
             model_id = await self.resolve_alias(id_)
             deployments = [d for d in await self._k(self.kube.list_deployments) if d["spec"]["model_id"] == model_id]
             if not deployments:
@@ -456,6 +487,7 @@ class Shim:
             deployments.sort(key=lambda d: (order.get((d.get("status") or {}).get("assignment_state") or "starting", 4),
                                             d["spec"]["deployment_id"]))
             found = await self._targets(deployments[0]["spec"]["deployment_id"])
+            self._resolved[asked] = (time.monotonic(), deployments[0]["spec"]["deployment_id"])
             if found is None:
                 raise StatusException(f"Model [{model_id}] must be deployed to use. Please deploy with the start "
                                       "trained model deployment API.", 409)
@@ -472,6 +504,13 @@ class Shim:
         return deployment_id, deployment, targets
 
     async def infer(self, id_: str, body: Any, query: dict[str, str]) -> list[Object]:
+        """Results, one per document, in order."""
+        raw = await self.infer_bytes(id_, body, query)
+        return json.loads(raw)["inference_results"]
+
+    async def infer_bytes(self, id_: str, body: Any, query: dict[str, str]) -> bytes:
+        """The `_infer` response body. With one route the worker's own body is passed through
+        unparsed (it already is `{"inference_results": [...]}`): the shim then costs one hop."""
         if not isinstance(body, dict):
             raise ParseError("request body is required")
         unknown = [k for k in body if k not in ("docs", "inference_config", "timeout")]
@@ -486,28 +525,31 @@ class Shim:
         payload: Object = {"inference_config": body["inference_config"]} if body.get("inference_config") else {}
         payload["timeout"] = timeout.text
         slices = split_docs(len(docs), targets, self.outstanding)
+        if len(slices) == 1:
+            return await self._infer_on(slices[0][0], {**payload, "docs": docs}, len(docs))
         results = await asyncio.gather(*(self._infer_on(t, {**payload, "docs": docs[a:b]}, b - a)
                                          for t, a, b in slices), return_exceptions=True)
         out: list[Object] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result  # the first failing slice fails the whole request, as Elasticsearch does
-            out.extend(result)
-        return out
+            out.extend(json.loads(result)["inference_results"])
+        return json.dumps({"inference_results": out}, separators=(",", ":")).encode()
 
-    async def _infer_on(self, target: Target, payload: Object, n_docs: int) -> list[Object]:
+    async def _infer_on(self, target: Target, payload: Object, n_docs: int) -> bytes:
         self.outstanding[target.address] = self.outstanding.get(target.address, 0) + n_docs
         try:
-            response = await self.http.post(f"http://{target.address}/infer", json=payload)
-        except httpx.HTTPError as err:
+            async with self.session().post(f"http://{target.address}/infer", json=payload) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, OSError) as err:
             raise StatusException(f"inference process on node [{target.node}] is not reachable: "
                                   f"{type(err).__name__}", 409) from None
         finally:
             self.outstanding[target.address] -= n_docs
-        body = response.json()
-        if response.status_code != 200:
-            raise worker_error(body, response.status_code)
-        return body["inference_results"]
+        if status != 200:
+            raise worker_error(_json_or_none(raw), status)
+        return raw
 
     async def clear_cache(self, deployment_id: str) -> Object:
         found = await self._targets(deployment_id, fresh=True)
@@ -562,3 +604,10 @@ def worker_error(body: Any, status: int) -> ElasticsearchError:
     if isinstance(error, dict):
         return ElasticsearchError(str(error.get("reason")), status=status, type=str(error.get("type") or "exception"))
     return ElasticsearchError(f"inference failed with status [{status}]", status=status)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
