@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from tests.operator.e2e import REPO, OperatorProcess  # noqa: E402
-from tests.shim.support import ShimProcess, ordered_parts  # noqa: E402
+from tests.operator.e2e import REPO  # noqa: E402
+from tests.shim.support import ShimProcess, free_port, ordered_parts, start_operator  # noqa: E402
 from tmd.localkube.testing import local_cluster, run_kubectl  # noqa: E402
 from tmd.tinymodels import benchmark_encoder, super_simple  # noqa: E402
 from tmd.tinymodels.builders import script_bytes  # noqa: E402
@@ -76,8 +76,10 @@ def main() -> int:
         run_kubectl(cluster, "apply", "-f", str(REPO / "crds"))
         run_kubectl(cluster, "wait", "--for=condition=established", "--timeout=30s",
                     "crd/trainedmodeldeployments.ml.tmd.dev")
-        operator = OperatorProcess(cluster.kubeconfig, Path(tmp) / "operator.log").start()
-        shim = ShimProcess(cluster.kubeconfig, Path(tmp) / "store", Path(tmp) / "shim.log", "--no-auth").start()
+        port = free_port()  # pod IPs of other localkube clusters on this machine may coincide with ours
+        operator = start_operator(cluster.kubeconfig, Path(tmp) / "operator.log", port)
+        shim = ShimProcess(cluster.kubeconfig, Path(tmp) / "store", Path(tmp) / "shim.log", "--no-auth",
+                           "--worker-port", str(port)).start()
         try:
             es = httpx.Client(base_url=shim.url, timeout=120)
             base = "/_ml/trained_models/bench_model"
@@ -92,7 +94,7 @@ def main() -> int:
             started.raise_for_status()
             pods = json.loads(run_kubectl(cluster, "get", "pods", "-l", "ml.tmd.dev/role=worker", "-o",
                                           "json").stdout)["items"]
-            worker = f"http://{pods[0]['status']['podIP']}:8080/infer"
+            worker = f"http://{pods[0]['status']['podIP']}:{port}/infer"
             field = tiny.config["input"]["field_names"][0]
             body = lambda i: {"docs": [{field: TEXTS[i % len(TEXTS)]}]}  # noqa: E731
             asyncio.run(run_load(worker, body, 50, args.concurrency))  # warm-up, both paths

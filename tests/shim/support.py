@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.operator.e2e import REPO
+from tests.operator.e2e import REPO, OperatorProcess
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,3 +82,18 @@ def ordered_parts(definition: bytes, parts: int, order: list[int] | None = None)
     size = -(-len(definition) // parts)
     chunks = [definition[i * size:(i + 1) * size] for i in range(parts)]
     return [(i, chunks[i]) for i in (order or list(range(parts)))]
+
+
+def start_operator(kubeconfig: Path, log_path: Path, worker_port: int) -> OperatorProcess:
+    """The operator with workers on `worker_port`: pod IPs of concurrently running localkube
+    clusters on one machine can coincide (each cluster numbers 127.0.0.N from 2), so tests use a
+    port of their own rather than 8080."""
+    saved = os.environ.get("TMD_WORKER_PORT")
+    os.environ["TMD_WORKER_PORT"] = str(worker_port)
+    try:
+        return OperatorProcess(kubeconfig, log_path).start()
+    finally:
+        if saved is None:
+            os.environ.pop("TMD_WORKER_PORT", None)
+        else:
+            os.environ["TMD_WORKER_PORT"] = saved
