@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import warnings
+import os
+import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -391,3 +393,27 @@ def test_security_from_a_kubernetes_secret(localkube, kube, models, tmp_path):
             Elasticsearch(secured.url, basic_auth=("elastic", "wrong")).ml.get_trained_models()
     finally:
         assert secured.stop() == 0, secured.output()[-3000:]
+
+
+ELAND_PYTHON = os.environ.get("TMD_ELAND_PYTHON", "")
+
+
+@pytest.mark.skipif(not ELAND_PYTHON or not Path(ELAND_PYTHON).exists(),
+                    reason="eland is test-only and needs its own interpreter (transformers<5 pins tokenizers<0.23): "
+                           "set TMD_ELAND_PYTHON to a python with eland, transformers<5, sentence-transformers")
+def test_eland_imports_a_tiny_bert_ner_model(shim, models, tmp_path):
+    """eland traces a tiny BERT NER model saved with vocab.txt, uploads it (config, definition
+    parts, vocabulary), starts it and infers through eland; elasticsearch-py infers too."""
+    done = subprocess.run([ELAND_PYTHON, str(Path(__file__).with_name("eland_import.py")), shim.url, str(tmp_path)],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["state"] == "started"
+    for key in ("eland", "client"):
+        (result,) = out[key]["inference_results"]
+        assert isinstance(result["predicted_value"], str)
+        assert isinstance(result["entities"], list)
+    # NER's predicted_value is the input text, annotated where entities were found (random weights here).
+    assert "Josh" in out["eland"]["inference_results"][0]["predicted_value"]
+    assert "Acme" in out["client"]["inference_results"][0]["predicted_value"]
+    assert all(c["model_id"] != "tiny_bert_ner" for c in out["config"]["trained_model_configs"])  # ptm.delete()
