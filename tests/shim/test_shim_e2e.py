@@ -289,7 +289,7 @@ def test_start_default_id_and_error_paths(es, models):
     assert err.value.body["error"]["reason"] == ("Model [test_model] must be deployed to use. Please deploy with the "
                                                  "start trained model deployment API.")
     with pytest.raises(ApiError) as err:
-        es.ml.start_trained_model_deployment(model_id="test_model", number_of_allocations=100)
+        es.options(max_retries=0).ml.start_trained_model_deployment(model_id="test_model", number_of_allocations=100)
     assert err.value.status_code == 429
     assert err.value.body["error"]["reason"] == ("Could not start deployment because there are not enough resources "
                                                  "to provide all requested allocations")
@@ -417,3 +417,37 @@ def test_eland_imports_a_tiny_bert_ner_model(shim, models, tmp_path):
     assert "Josh" in out["eland"]["inference_results"][0]["predicted_value"]
     assert "Acme" in out["client"]["inference_results"][0]["predicted_value"]
     assert all(c["model_id"] != "tiny_bert_ner" for c in out["config"]["trained_model_configs"])  # ptm.delete()
+
+
+def test_documents_spread_over_routes_and_come_back_in_order(es, models):
+    started = es.ml.start_trained_model_deployment(model_id="test_model", number_of_allocations=2,
+                                                   wait_for="fully_allocated", cache_size="0")
+    assert sum(r["current_allocations"] for r in started["assignment"]["routing_table"].values()) == 2
+    docs = [{"input": w} for w in ("these", "are", "my", "words")]
+    result = es.ml.infer_trained_model(model_id="test_model", docs=docs)
+    assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}] * 4
+    nodes = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]["nodes"]
+    # Both routes took documents, in proportion to their allocations.
+    counts = {next(iter(n["node"])): n.get("inference_count", 0) for n in nodes}
+    allocations = {node: r["current_allocations"] for node, r in started["assignment"]["routing_table"].items()}
+    assert counts == {node: 4 * a // 2 for node, a in allocations.items()}
+
+
+def test_a_route_failing_during_the_wait_fails_the_start_and_removes_the_deployment(es, models):
+    """§2.4: a definition that is not TorchScript makes the worker fail to load; the start fails
+    with Elasticsearch's 500 and the deployment is deleted (not left crash-looping)."""
+    es.ml.put_trained_model(model_id="broken_model", model_type="pytorch", input={"field_names": ["input"]},
+                            inference_config={"pass_through": {"tokenization": {"bert": {"with_special_tokens": False}}}})
+    junk = b"this is not a torchscript archive" * 10
+    es.ml.put_trained_model_definition_part(model_id="broken_model", part=0, definition=base64.b64encode(junk).decode(),
+                                            total_definition_length=len(junk), total_parts=1)
+    es.ml.put_trained_model_vocabulary(model_id="broken_model", vocabulary=VOCAB)
+    with pytest.raises(ApiError) as err:
+        es.options(max_retries=0).ml.start_trained_model_deployment(model_id="broken_model", wait_for="started",
+                                                                    timeout="120s")
+    assert err.value.status_code == 500
+    assert err.value.body["error"]["reason"].startswith(
+        "Could not start trained model deployment, the following nodes failed with errors [{")
+    with pytest.raises(NotFoundError):
+        es.ml.stop_trained_model_deployment(model_id="broken_model", allow_no_match=False)
+    es.ml.delete_trained_model(model_id="broken_model")
