@@ -172,6 +172,14 @@ def test_update_deployment(es, models):
     assert updated["assignment"]["task_parameters"]["model_id"] == "test_model"
     with pytest.raises(NotFoundError):
         es.ml.update_trained_model_deployment(model_id="missing-model", number_of_allocations=4)
+    with pytest.raises(ApiError) as err:
+        es.options(max_retries=0).ml.update_trained_model_deployment(model_id="test_model_deployment",
+                                                                     number_of_allocations=100)
+    assert err.value.status_code == 429
+    assert err.value.body["error"]["reason"] == ("Could not update deployment because there are not enough resources "
+                                                 "to provide all requested allocations")
+    stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]
+    assert stats["number_of_allocations"] == 1
 
 
 def test_clear_deployment_cache_and_infer_by_model_id(es, models):

@@ -432,6 +432,16 @@ class Shim:
             await asyncio.sleep(POLL_SECONDS)
             updated = await self._k(self.kube.get_deployment, deployment_id) or updated
         self._routes.pop(deployment_id, None)
+        requested = changes.get("number_of_allocations")
+        if (self.settings.fail_start_without_capacity and requested is not None and views.deployment_observed(updated)
+                and (updated.get("status") or {}).get("reason")
+                and views.total_target_allocations(updated) < requested):
+            # Elasticsearch refuses an increase it cannot place (no autoscaling): put the old
+            # number back, so the deployment keeps what it had.
+            await self._k(self.kube.patch_deployment_spec, deployment_id,
+                          {"number_of_allocations": deployment["spec"].get("number_of_allocations", 1)})
+            raise StatusException("Could not update deployment because there are not enough resources to provide "
+                                  "all requested allocations", 429)
         return {"assignment": views.assignment_body(updated, model)}
 
     # ------------------------------------------------------------------ inference
