@@ -38,6 +38,7 @@ Object = dict[str, Any]
 INFER_TIMEOUT = TimeValue(10.0, "10s")
 ROUTE_CACHE_SECONDS = 1.0
 ROUTE_STALE_SECONDS = 10.0
+WORKER_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.2
 
 
@@ -110,12 +111,15 @@ class Shim:
         spec = {k: v for k, v in config.model_dump(mode="json", exclude_none=True).items() if k in views.CONFIG_KEYS}
         if config.prefix_strings is not None:
             spec["prefix_strings"] = config.prefix_strings.model_dump(exclude_none=True)
+        if await self._k(self.kube.get_model, model_id) is not None:
+            raise ResourceAlreadyExists(f"Trained machine learning model [{model_id}] already exists")
+        # Files left by a model of the same id whose deletion was cut short must not become this
+        # model's definition: clear them before the resource exists.
+        await self._k(self.store.delete, model_id)
         try:
             created = await self._k(self.kube.create_model, spec)
         except Conflict:
             raise ResourceAlreadyExists(f"Trained machine learning model [{model_id}] already exists") from None
-        # A store left over from a model of the same id that was deleted while the shim was down.
-        await self._k(self.store.delete, model_id)
         return views.model_config_body(created, self.settings.version)
 
     async def get_models(self, pattern: str | None, *, allow_no_match: bool, include: set[str], from_: int,
@@ -535,9 +539,12 @@ class Shim:
         payload: Object = {"inference_config": body["inference_config"]} if body.get("inference_config") else {}
         payload["timeout"] = timeout.text
         slices = split_docs(len(docs), targets, self.outstanding)
+        # The worker answers 408 itself when `timeout` passes; this bound only covers a worker
+        # that stopped answering altogether.
+        limit = aiohttp.ClientTimeout(total=(timeout.seconds or 0) + WORKER_GRACE_SECONDS)
         if len(slices) == 1:
-            return await self._infer_on(slices[0][0], {**payload, "docs": docs}, len(docs))
-        results = await asyncio.gather(*(self._infer_on(t, {**payload, "docs": docs[a:b]}, b - a)
+            return await self._infer_on(slices[0][0], {**payload, "docs": docs}, len(docs), limit, timeout)
+        results = await asyncio.gather(*(self._infer_on(t, {**payload, "docs": docs[a:b]}, b - a, limit, timeout)
                                          for t, a, b in slices), return_exceptions=True)
         out: list[Object] = []
         for result in results:
@@ -546,12 +553,15 @@ class Shim:
             out.extend(json.loads(result)["inference_results"])
         return json.dumps({"inference_results": out}, separators=(",", ":")).encode()
 
-    async def _infer_on(self, target: Target, payload: Object, n_docs: int) -> bytes:
+    async def _infer_on(self, target: Target, payload: Object, n_docs: int, limit: aiohttp.ClientTimeout,
+                        timeout: TimeValue) -> bytes:
         self.outstanding[target.address] = self.outstanding.get(target.address, 0) + n_docs
         try:
-            async with self.session().post(f"http://{target.address}/infer", json=payload) as response:
+            async with self.session().post(f"http://{target.address}/infer", json=payload, timeout=limit) as response:
                 raw = await response.read()
                 status = response.status
+        except asyncio.TimeoutError:
+            raise StatusException(f"timeout [{timeout.text}] waiting for inference result", 408) from None
         except (aiohttp.ClientError, OSError) as err:
             raise StatusException(f"inference process on node [{target.node}] is not reachable: "
                                   f"{type(err).__name__}", 409) from None
