@@ -114,3 +114,18 @@ def test_auth_roles_and_errors():
         assert err.value.status == 401 and "WWW-Authenticate" in err.value.headers
     assert required_role("POST", "/_ml/trained_models/m/deployment/_infer").value == "user"
     assert required_role("DELETE", "/_ml/trained_models/m").value == "admin"
+
+
+def test_worker_errors_pass_through_with_their_status_type_and_reason():
+    from tmd.shim.service import worker_error
+
+    body = {"error": {"root_cause": [], "type": "es_rejected_execution_exception",
+                      "reason": "inference process queue is full. Unable to execute command"}, "status": 429}
+    err = worker_error(body, 429)
+    assert (err.status, err.type, err.reason) == (429, "es_rejected_execution_exception",
+                                                  "inference process queue is full. Unable to execute command")
+    assert err.body()["error"]["root_cause"][0]["type"] == "es_rejected_execution_exception"
+    timeout = worker_error({"error": {"type": "status_exception", "reason": "timeout [1ms] waiting for inference "
+                                      "result"}}, 408)
+    assert (timeout.status, timeout.type) == (408, "status_exception")
+    assert worker_error(None, 502).status == 502
