@@ -69,6 +69,8 @@ def test_deployment_stats_sums_nodes_and_omits_zero_counters():
     elements = views.model_stats(MODEL, [stats])
     assert elements[0]["model_size_stats"] == {"model_size_bytes": 1630, "required_native_memory_bytes": 251661500}
     assert views.model_stats(MODEL, [])[0].get("deployment_stats") is None
+    human = views.model_stats(MODEL, [], human=True)[0]["model_size_stats"]
+    assert (human["model_size"], human["required_native_memory"]) == ("1.5kb", "240mb")
 
 
 def test_cat_columns_and_aliases():

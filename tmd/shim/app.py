@@ -155,7 +155,8 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     async def stats(request: Request, model_id: str | None = None) -> Response:
         query = q(request, "allow_no_match", "from", "size")
         return ok(request, await shim.stats(model_id, parse_bool("allow_no_match", query.get("allow_no_match"), True),
-                                            _int("from", query.get("from"), 0), _int("size", query.get("size"), 100)))
+                                            _int("from", query.get("from"), 0), _int("size", query.get("size"), 100),
+                                            human=parse_bool("human", query.get("human"), False)))
 
     # -- deployments
     @app.post(M + "/{model_id}/deployment/_start")

@@ -583,7 +583,8 @@ class Shim:
 
     # ------------------------------------------------------------------ stats
 
-    async def stats(self, pattern: str | None, allow_no_match: bool, from_: int, size: int) -> Object:
+    async def stats(self, pattern: str | None, allow_no_match: bool, from_: int, size: int,
+                    human: bool = False) -> Object:
         models = await self.match_models(pattern, allow_no_match=allow_no_match)
         deployments = await self._k(self.kube.list_deployments)
         pods = await self._k(self.kube.list_worker_pods)
@@ -592,7 +593,7 @@ class Shim:
         for model in page:
             mine = [d for d in deployments if d["spec"]["model_id"] == model["spec"]["model_id"]]
             stats = await asyncio.gather(*(self._deployment_stats(d, model, pods) for d in mine))
-            elements.extend(views.model_stats(model, list(stats)))
+            elements.extend(views.model_stats(model, list(stats), human))
         return {"count": len(models), "trained_model_stats": elements}
 
     async def _deployment_stats(self, deployment: Object, model: Object, pods: list[Object]) -> Object:

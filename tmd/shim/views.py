@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from tmd.api.memory import required_native_memory_bytes
+from tmd.api.memory import byte_size_string, required_native_memory_bytes
 from tmd.api.trained_model import parse_trained_model_config
 
 Object = Mapping[str, Any]
@@ -172,15 +172,17 @@ def deployment_stats(deployment: Object, model: Object | None, nodes: list[dict[
     return out
 
 
-def model_stats(model: Object, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def model_stats(model: Object, deployments: list[dict[str, Any]], human: bool = False) -> list[dict[str, Any]]:
     """The elements of `trained_model_stats` for one model: one per deployment (sorted by
-    deployment id), or a single one without `deployment_stats` when it has none (§1.5)."""
+    deployment id), or a single one without `deployment_stats` when it has none (§1.5).
+    `human` adds the `model_size` / `required_native_memory` strings ("1.5kb", "240mb")."""
     size = model_bytes(model)
-    base = {
-        "model_id": model["spec"]["model_id"],
-        "model_size_stats": {"model_size_bytes": size, "required_native_memory_bytes": _memory(model)},
-        "pipeline_count": 0,
-    }
+    memory = _memory(model)
+    size_stats: dict[str, Any] = {"model_size_bytes": size, "required_native_memory_bytes": memory}
+    if human:
+        size_stats = {"model_size": byte_size_string(size), "model_size_bytes": size,
+                      "required_native_memory": byte_size_string(memory), "required_native_memory_bytes": memory}
+    base = {"model_id": model["spec"]["model_id"], "model_size_stats": size_stats, "pipeline_count": 0}
     if not deployments:
         return [{**base, "inference_stats": _inference_stats(0, 0)}]
     out = []
