@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse, Response
 
-from tmd.api.errors import ElasticsearchError, ResourceNotFound
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ResourceNotFound, ValidationFailed
 from tmd.shim import views
 from tmd.shim.auth import Authenticator
 from tmd.shim.http import (ElasticProductHeader, check_params, error_response, json_response, parse_body,
@@ -40,7 +40,6 @@ def _int(name: str, value: str | None, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        from tmd.api.errors import IllegalArgument
         raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]") from None
 
 
@@ -170,7 +169,6 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         query = q(request, "allow_no_match", "force", "finish_pending_work")
         body = await body_of(request) or {}
         if not isinstance(body, dict):
-            from tmd.api.errors import ParseError
             raise ParseError("request body must be an object")
         merged = {**body, **query}
         return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),
@@ -199,7 +197,6 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         query = q(request, "timeout")
         body = await body_of(request, required=True)
         if isinstance(body, dict) and isinstance(body.get("docs"), list) and len(body["docs"]) > 1:
-            from tmd.api.errors import ValidationFailed
             raise ValidationFailed(["multiple documents are not supported"])
         results = await shim.infer(model_id, body, query)
         warning = DEPRECATED_INFER_WARNING.format(version=shim.settings.version)

@@ -91,8 +91,8 @@ class Authenticator:
             key = self.api_keys.get(ident)
             if key and hmac.compare_digest(key[0].encode(), secret.encode()):
                 return Principal(key[1], key[2])
-            raise self._unauthenticated(f"unable to authenticate with provided credentials and anonymous access is "
-                                        f"not allowed for this request")
+            raise self._unauthenticated("unable to authenticate with provided credentials and anonymous access is "
+                                        "not allowed for this request")
         raise self._unauthenticated(f"unable to authenticate with provided credentials for REST request [{path}]")
 
     @staticmethod

@@ -23,7 +23,7 @@ import httpx
 from tmd.api.deployment import MAX_DEPLOYMENTS, parse_start_request
 from tmd.api.errors import (ElasticsearchError, IllegalArgument, ParseError, ResourceAlreadyExists, ResourceNotFound,
                             StatusException, ValidationFailed)
-from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE, resource_name
+from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE
 from tmd.api.trained_model import parse_trained_model_config
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views

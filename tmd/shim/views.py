@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
+from tmd.api.errors import IllegalArgument
 from tmd.api.memory import byte_size_string, required_native_memory_bytes
 from tmd.api.trained_model import parse_trained_model_config
 
@@ -232,7 +233,6 @@ def cat_columns(h: str | None) -> list[str]:
     for wanted in h.split(","):
         name = by_alias.get(wanted.strip())
         if name is None:
-            from tmd.api.errors import IllegalArgument
             raise IllegalArgument(f"header [{wanted.strip()}] is not found")
         out.append(name)
     return out
