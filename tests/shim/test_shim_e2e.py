@@ -459,3 +459,25 @@ def test_a_route_failing_during_the_wait_fails_the_start_and_removes_the_deploym
     with pytest.raises(NotFoundError):
         es.ml.stop_trained_model_deployment(model_id="broken_model", allow_no_match=False)
     es.ml.delete_trained_model(model_id="broken_model")
+
+
+def test_put_model_configs_fill_mask_bert_ja_and_prefix_strings(es, models):
+    """§7.1 items 1, 20, 21: configurations accepted, echoed with defaults, or refused as Elasticsearch does."""
+    put = es.ml.put_trained_model(model_id="fill_mask_model", model_type="pytorch",
+                                  inference_config={"fill_mask": {"tokenization": {"bert": {}}}})
+    assert put["inference_config"]["fill_mask"]["mask_token"] == "[MASK]"
+    with pytest.raises(BadRequestError) as err:
+        es.ml.put_trained_model(model_id="bad_mask_model", model_type="pytorch",
+                                inference_config={"fill_mask": {"mask_token": "<mask>",
+                                                                "tokenization": {"bert": {}}}})
+    assert "Mask token requested was [<mask>] but must be [[MASK]] for this model" in err.value.body["error"]["reason"]
+    ja = es.ml.put_trained_model(model_id="bert_ja_model", model_type="pytorch", inference_config={"pass_through": {
+        "tokenization": {"bert_ja": {"with_special_tokens": False, "max_sequence_length": 512, "truncate": "first",
+                                     "span": -1}}}})
+    assert ja["inference_config"]["pass_through"]["tokenization"]["bert_ja"]["max_sequence_length"] == 512
+    es.ml.put_trained_model(model_id="prefix_model", model_type="pytorch", inference_config={"pass_through": {}},
+                            prefix_strings={"search": "query: "})
+    got = es.ml.get_trained_models(model_id="prefix_model")["trained_model_configs"][0]
+    assert got["prefix_strings"] == {"search": "query: "}
+    for model_id in ("fill_mask_model", "bert_ja_model", "prefix_model"):
+        es.ml.delete_trained_model(model_id=model_id)
