@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("tmd.up", "run everything on this machine: control plane, operator, Elasticsearch-compatible API, demo"),
     "status": ("tmd.status", "show deployments, routing tables and per-node throughput"),
     "operator": ("tmd.operator.main", "run the operator that places and runs deployments"),
+    "shim": ("tmd.shim.main", "serve the Elasticsearch-compatible REST API"),
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }

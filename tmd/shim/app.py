@@ -1,0 +1,276 @@
+"""The Elasticsearch-compatible REST API (es-api.md §1): thin routes over `tmd.shim.service`.
+
+Every route reads its query against the parameters its Elasticsearch handler consumes (others
+are rejected as Elasticsearch does), parses the body itself (so the vendor media types are
+JSON too), and lets ElasticsearchError propagate to the handler that renders the ES error body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from urllib.parse import parse_qsl, unquote
+import uuid
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import FileResponse, Response
+
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ResourceNotFound, ValidationFailed
+from tmd.shim import views
+from tmd.shim.auth import Authenticator
+from tmd.shim.http import (ElasticProductHeader, check_params, error_response, json_response, parse_body,
+                           parse_bool)
+from tmd.shim.service import Shim
+
+log = logging.getLogger("tmd.shim.app")
+
+DEPRECATED_INFER_WARNING = ('299 Elasticsearch-{version} "[POST /_ml/trained_models/{{model_id}}/deployment/_infer] '
+                            'is deprecated! Use [POST /_ml/trained_models/{{model_id}}/_infer] instead."')
+M = "/_ml/trained_models"
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]") from None
+
+
+def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            await shim.recover()
+        except Exception:  # the API must come up even if the cluster is briefly unreachable
+            log.exception("recovery of assembled definitions failed; it is retried on the next start call")
+        yield
+        await shim.close()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    cluster_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, shim.settings.cluster_name))
+
+    @app.exception_handler(ElasticsearchError)
+    async def _es_error(_: Request, err: ElasticsearchError) -> Response:
+        headers = getattr(err, "headers", None)
+        return error_response(err, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_route(request: Request, err: StarletteHTTPException) -> Response:
+        if err.status_code == 405:
+            reason = (f"Incorrect HTTP method for uri [{request.url.path}] and method [{request.method}]")
+            return error_response(ElasticsearchError(reason, status=405, type="exception"))
+        reason = f"no handler found for uri [{request.url.path}] and method [{request.method}]"
+        return error_response(ElasticsearchError(reason, status=400, type="exception"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, err: RequestValidationError) -> Response:
+        return error_response(ElasticsearchError("request could not be parsed", status=400, type="parse_exception"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, err: Exception) -> Response:
+        log.exception("unexpected error")
+        return error_response(ElasticsearchError(f"{type(err).__name__}: {err}", status=500))
+
+    if auth is not None:
+        app.middleware("http")(auth.middleware)
+
+    async def body_of(request: Request, required: bool = False) -> Any:
+        return parse_body(await request.body(), request.headers.get("content-type"), required=required)
+
+    def q(request: Request, *allowed: str) -> dict[str, str]:
+        query = dict(request.query_params)
+        check_params(request.url.path, query, allowed)
+        return query
+
+    def ok(request: Request, body: Any, headers: dict[str, str] | None = None) -> Response:
+        return json_response(body, headers=headers, pretty="pretty" in request.query_params)
+
+    # -- root
+    @app.api_route("/", methods=["GET", "HEAD"])
+    async def root(request: Request) -> Response:
+        q(request)
+        return ok(request, {
+            "name": shim.settings.cluster_name, "cluster_name": shim.settings.cluster_name,
+            "cluster_uuid": cluster_uuid,
+            "version": {"number": shim.settings.version, "build_flavor": "default", "build_type": "tmd",
+                        "build_hash": "tmd", "build_date": "2026-01-01T00:00:00.000Z", "build_snapshot": False,
+                        "lucene_version": "10.2.2", "minimum_wire_compatibility_version": "8.18.0",
+                        "minimum_index_compatibility_version": "8.0.0"},
+            "tagline": "You Know, for Search"})
+
+    # -- models
+    @app.put(M + "/{model_id}")
+    async def put_model(model_id: str, request: Request) -> Response:
+        q(request, "defer_definition_decompression", "wait_for_completion")
+        return ok(request, await shim.put_model(model_id, await body_of(request, required=True)))
+
+    @app.get(M)
+    @app.get(M + "/{model_id}")
+    async def get_models(request: Request, model_id: str | None = None) -> Response:
+        query = q(request, "allow_no_match", "include", "include_model_definition", "decompress_definition", "from",
+                  "size", "tags", "exclude_generated")
+        include = set(filter(None, (query.get("include") or "").split(",")))
+        if parse_bool("include_model_definition", query.get("include_model_definition"), False):
+            include.add("definition")
+        return ok(request, await shim.get_models(
+            model_id, allow_no_match=parse_bool("allow_no_match", query.get("allow_no_match"), True),
+            include=include, from_=_int("from", query.get("from"), 0), size=_int("size", query.get("size"), 100),
+            tags=list(filter(None, (query.get("tags") or "").split(",")))))
+
+    @app.delete(M + "/{model_id}")
+    async def delete_model(model_id: str, request: Request) -> Response:
+        query = q(request, "timeout", "force")
+        return ok(request, await shim.delete_model(model_id, parse_bool("force", query.get("force"), False)))
+
+    @app.put(M + "/{model_id}/definition/{part}")
+    async def put_part(model_id: str, part: str, request: Request) -> Response:
+        q(request)
+        return ok(request, await shim.put_definition_part(model_id, part, await body_of(request, required=True)))
+
+    @app.put(M + "/{model_id}/vocabulary")
+    async def put_vocabulary(model_id: str, request: Request) -> Response:
+        q(request)
+        return ok(request, await shim.put_vocabulary(model_id, await body_of(request, required=True)))
+
+    @app.put(M + "/{model_id}/model_aliases/{alias}")
+    async def put_alias(model_id: str, alias: str, request: Request) -> Response:
+        query = q(request, "reassign")
+        return ok(request, await shim.put_alias(model_id, alias, parse_bool("reassign", query.get("reassign"), False)))
+
+    @app.delete(M + "/{model_id}/model_aliases/{alias}")
+    async def delete_alias(model_id: str, alias: str, request: Request) -> Response:
+        q(request)
+        return ok(request, await shim.delete_alias(model_id, alias))
+
+    @app.get(M + "/_stats")
+    @app.get(M + "/{model_id}/_stats")
+    async def stats(request: Request, model_id: str | None = None) -> Response:
+        query = q(request, "allow_no_match", "from", "size")
+        return ok(request, await shim.stats(model_id, parse_bool("allow_no_match", query.get("allow_no_match"), True),
+                                            _int("from", query.get("from"), 0), _int("size", query.get("size"), 100),
+                                            human=parse_bool("human", query.get("human"), False)))
+
+    # -- deployments
+    @app.post(M + "/{model_id}/deployment/_start")
+    async def start(model_id: str, request: Request) -> Response:
+        query = q(request, "cache_size", "deployment_id", "number_of_allocations", "threads_per_allocation",
+                  "priority", "queue_capacity", "timeout", "wait_for", "model_threads", "inference_threads")
+        return ok(request, await shim.start(model_id, await body_of(request), query))
+
+    @app.post(M + "/{deployment_id}/deployment/_stop")
+    async def stop(deployment_id: str, request: Request) -> Response:
+        query = q(request, "allow_no_match", "force", "finish_pending_work")
+        body = await body_of(request) or {}
+        if not isinstance(body, dict):
+            raise ParseError("request body must be an object")
+        merged = {**body, **query}
+        return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),
+                                           parse_bool("force", merged.get("force"), False)))
+
+    @app.post(M + "/{deployment_id}/deployment/_update")
+    async def update(deployment_id: str, request: Request) -> Response:
+        query = q(request, "timeout", "master_timeout", "number_of_allocations")
+        return ok(request, await shim.update(deployment_id, await body_of(request), query))
+
+    @app.post(M + "/{deployment_id}/deployment/cache/_clear")
+    async def clear_cache(deployment_id: str, request: Request) -> Response:
+        q(request)
+        return ok(request, await shim.clear_cache(deployment_id))
+
+    @app.post(M + "/{model_id}/_infer")
+    async def infer(model_id: str, request: Request) -> Response:
+        query = q(request, "timeout")
+        raw = await shim.infer_bytes(model_id, await body_of(request, required=True), query)
+        if "pretty" in request.query_params:
+            return ok(request, json.loads(raw))
+        return Response(raw, media_type="application/json")
+
+    @app.post(M + "/{model_id}/deployment/_infer")
+    async def infer_deprecated(model_id: str, request: Request) -> Response:
+        query = q(request, "timeout")
+        body = await body_of(request, required=True)
+        if isinstance(body, dict) and isinstance(body.get("docs"), list) and len(body["docs"]) > 1:
+            raise ValidationFailed(["multiple documents are not supported"])
+        results = await shim.infer(model_id, body, query)
+        warning = DEPRECATED_INFER_WARNING.format(version=shim.settings.version)
+        return ok(request, results[0], headers={"Warning": warning})
+
+    # -- cat
+    @app.get("/_cat/ml/trained_models")
+    @app.get("/_cat/ml/trained_models/{model_id}")
+    async def cat_models(request: Request, model_id: str | None = None) -> Response:
+        query = q(request, "allow_no_match", "from", "size", "bytes", "format", "h", "help", "s", "time", "v")
+        models = await shim.match_models(model_id, allow_no_match=parse_bool("allow_no_match",
+                                                                             query.get("allow_no_match"), True))
+        models = models[_int("from", query.get("from"), 0):][:_int("size", query.get("size"), 100)]
+        columns = views.cat_columns(query.get("h"))
+        rows = [views.cat_row(m, shim.settings.version) for m in models]
+        if query.get("format") == "json":
+            return ok(request, [{c: r[c] for c in columns} for r in rows])
+        text = views.cat_text(rows, columns, header=parse_bool("v", query.get("v"), False))
+        return Response(text, media_type="text/plain; charset=UTF-8")
+
+    # -- the model store, for workers on other machines
+    @app.get("/_tmd/store/{name}/{filename}")
+    async def store_file(name: str, filename: str) -> Response:
+        path = shim.store.file_for(name, filename)
+        if path is None:
+            raise ResourceNotFound(f"no stored file [{filename}] for model [{name}]")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    return ElasticProductHeader(InferFastPath(app, shim, auth))  # type: ignore[return-value]
+
+
+_INFER_PATH = re.compile(r"^/_ml/trained_models/([^/]+)/_infer$")
+
+
+class InferFastPath:
+    """`POST /_ml/trained_models/{id}/_infer` served as plain ASGI, before FastAPI's routing and
+    middleware stack: it is the one hot path, and on a busy CPU every skipped layer is latency.
+    Same checks and errors as the routed endpoints (parameters, body, auth)."""
+
+    def __init__(self, app: Any, shim: Shim, auth: Authenticator | None) -> None:
+        self.app, self.shim, self.auth = app, shim, auth
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        match = _INFER_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        extra: dict[str, str] = {}
+        try:
+            if self.auth is not None:
+                principal = self.auth.authenticate(headers.get("authorization"), scope["path"])
+                self.auth.authorize(principal, "POST", scope["path"])
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            check_params(scope["path"], query, ("timeout",))
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body = parse_body(b"".join(chunks), headers.get("content-type"), required=True)
+            raw = await self.shim.infer_bytes(unquote(match.group(1)), body, query)
+            if "pretty" in query:
+                raw = json.dumps(json.loads(raw), indent=2).encode()
+            status = 200
+        except ElasticsearchError as err:
+            raw, status = json.dumps(err.body()).encode(), err.status
+            extra = getattr(err, "headers", None) or {}
+        except Exception as err:  # never a stack trace to the client
+            log.exception("unexpected error in _infer")
+            fail = ElasticsearchError(f"{type(err).__name__}: {err}", status=500)
+            raw, status = json.dumps(fail.body()).encode(), 500
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                                *((k.encode(), v.encode()) for k, v in extra.items())]})
+        await send({"type": "http.response.body", "body": raw})

@@ -1,0 +1,90 @@
+"""HTTP conventions of Elasticsearch the shim follows (es-api.md §0), independent of any endpoint:
+the product header, vendor media types, unknown-parameter rejection, error bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from starlette.responses import Response
+
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError
+
+PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
+# Parameters every Elasticsearch endpoint accepts (RestRequest / BaseRestHandler).
+GLOBAL_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path"})
+
+
+class ElasticProductHeader:
+    """Pure ASGI middleware adding `X-elastic-product: Elasticsearch` to every response, errors
+    and unmatched routes included (clients refuse servers without it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), PRODUCT_HEADER]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """`application/json` and the vendor type `application/vnd.elasticsearch+json; compatible-with=8|9`."""
+    if not content_type:
+        return True
+    main = content_type.split(";", 1)[0].strip().lower()
+    return main in ("application/json", "application/vnd.elasticsearch+json", "application/x-ndjson") or \
+        main.endswith("+json")
+
+
+def parse_body(raw: bytes, content_type: str | None, *, required: bool = False) -> Any:
+    if not raw.strip():
+        if required:
+            raise ParseError("request body is required")
+        return None
+    if not is_json_media_type(content_type):
+        raise IllegalArgument(f"Content-Type header [{content_type}] is not supported")
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ParseError(f"Failed to parse content to map: {err}", type="x_content_parse_exception") from None
+
+
+def check_params(path: str, query: Mapping[str, str], allowed: Iterable[str]) -> None:
+    """Elasticsearch rejects a request naming any parameter its handler does not consume."""
+    known = GLOBAL_PARAMS | set(allowed)
+    unknown = sorted(k for k in query if k not in known)
+    if unknown:
+        if len(unknown) == 1:
+            raise IllegalArgument(f"request [{path}] contains unrecognized parameter: [{unknown[0]}]")
+        raise IllegalArgument(f"request [{path}] contains unrecognized parameters: "
+                              + ", ".join(f"[{u}]" for u in unknown))
+
+
+def parse_bool(name: str, value: str | bool | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise IllegalArgument(f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
+                  pretty: bool = False) -> Response:
+    text = json.dumps(body, indent=2 if pretty else None, separators=None if pretty else (",", ":"))
+    return Response(text.encode(), status_code=status, media_type="application/json", headers=dict(headers or {}))
+
+
+def error_response(err: ElasticsearchError, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(err.body(), err.status, headers)
