@@ -199,7 +199,7 @@ async def serve(args: argparse.Namespace) -> int:
         children = [
             Child("operator", [sys.executable, "-m", "tmd", "operator"], operator_env, data_dir / "logs" / "operator.log"),
             Child("shim", [sys.executable, "-m", "tmd", "shim", "--host", "127.0.0.1", "--port", str(args.es_port),
-                           "--kubeconfig", str(kubeconfig), "--store-dir", str(data_dir / "store")],
+                           "--store", str(data_dir / "store")],
                   env, data_dir / "logs" / "shim.log"),
         ]
         for child in children:
