@@ -87,9 +87,9 @@ def test_results_in_order_and_cache_counts(model) -> None:
 def test_first_error_fails_request_and_model_errors_are_counted(model) -> None:
     engine = make_engine(model)
     try:
-        bad_input = run(engine, [{"input": "ok"}, {"other": "x"}, {"input": "fine"}])
-        assert bad_input.error is not None and bad_input.error.status == 400
-        assert "does not exist" in bad_input.error.reason
+        with pytest.raises(IllegalArgument, match="does not exist") as bad_input:  # refused before queueing
+            run(engine, [{"input": "ok"}, {"other": "x"}, {"input": "fine"}])
+        assert bad_input.value.status == 400 and engine.queue.pending == 0
         assert engine.stats.snapshot().error_count == 0  # a user mistake is not a process error
         crashed = run(engine, [{"input": "boom"}])
         assert crashed.error is not None and crashed.error.status == 500
@@ -104,15 +104,15 @@ def test_abandoned_request_is_skipped_and_counted(model) -> None:
     engine.set_allocations(1)
     gate = threading.Event()
     blocker_started = threading.Event()
-    original = engine.pipeline.prepare
+    original = engine.pipeline.postprocess
 
-    def slow_prepare(doc, config=None, *, prefix=None):
-        if doc.get("input") == "block":
+    def slow_postprocess(prepared, output):  # holds the lane, which postprocesses after the model
+        if prepared.cache_key == b"block":
             blocker_started.set()
             gate.wait(10)
-        return original(doc, config, prefix=prefix)
+        return original(prepared, output)
 
-    engine.pipeline.prepare = slow_prepare  # type: ignore[method-assign]
+    engine.pipeline.postprocess = slow_postprocess  # type: ignore[method-assign]
     try:
         blocker_done = threading.Event()
         blocker = InferenceRequest([{"input": "block"}], None, None, blocker_done.set)
@@ -137,8 +137,8 @@ def test_full_queue_rejects_whole_request(model) -> None:
     engine = make_engine(model, queue_capacity=2)
     engine.lanes.set_allocations(1)
     gate = threading.Event()
-    original = engine.pipeline.prepare
-    engine.pipeline.prepare = lambda doc, c=None, *, prefix=None: (gate.wait(10), original(doc, c, prefix=prefix))[1]  # type: ignore[method-assign]
+    original = engine.pipeline.postprocess
+    engine.pipeline.postprocess = lambda prepared, output: (gate.wait(10), original(prepared, output))[1]  # type: ignore[method-assign]
     try:
         first = InferenceRequest([{"input": "a"}], None, None, lambda: None)
         engine.submit(first)
@@ -188,14 +188,14 @@ def test_shrinking_waits_for_busy_lanes_to_finish_their_item(model) -> None:
     engine = make_engine(model, allocations=2, cache_bytes=0)
     gate = threading.Event()
     started = threading.Semaphore(0)
-    original = engine.pipeline.prepare
+    original = engine.pipeline.postprocess
 
-    def blocking_prepare(doc, config=None, *, prefix=None):
+    def blocking_postprocess(prepared, output):
         started.release()
         gate.wait(10)
-        return original(doc, config, prefix=prefix)
+        return original(prepared, output)
 
-    engine.pipeline.prepare = blocking_prepare  # type: ignore[method-assign]
+    engine.pipeline.postprocess = blocking_postprocess  # type: ignore[method-assign]
     try:
         done = [threading.Event(), threading.Event()]
         requests = [InferenceRequest([{"input": t}], None, None, d.set) for t, d in zip(("a", "b"), done)]

@@ -175,6 +175,11 @@ def not_started_node(routing_state: str, reason: str | None) -> dict[str, Any]:
 
 # --- waiting for lanes ------------------------------------------------------------------
 
+# Up to this much text (a few hundred tokens) is tokenized on the event loop: ~0.1-0.3 ms, cheaper
+# than a hop to a thread and back.
+INLINE_PREPARE_CHARS = 4096
+
+
 def _wake(fut: asyncio.Future, value: bool) -> None:
     if not fut.done():
         fut.set_result(value)
@@ -185,6 +190,9 @@ async def run_request(engine: InferenceEngine, docs: list[dict], config: dict | 
     loop = asyncio.get_running_loop()
     fut: asyncio.Future = loop.create_future()
     request = InferenceRequest(docs, config, prefix, partial(loop.call_soon_threadsafe, _wake, fut, True))
+    if sum(len(str(doc)) for doc in docs) > INLINE_PREPARE_CHARS:
+        # Long inputs tokenize in a thread, so one big request does not stall the event loop.
+        await loop.run_in_executor(None, engine.prepare, request)
     engine.submit(request)
     timer = loop.call_later(timeout.seconds, _wake, fut, False) if timeout.seconds is not None else None
     completed = await fut
