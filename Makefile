@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# eland needs transformers<5, which pins tokenizers below the version tmd uses: it lives in its
+# own environment that sees .venv's packages (torch, elasticsearch) behind its own.
+ELAND_VENV ?= .venv-eland
 
-.PHONY: venv up test test-quick bench clean
+.PHONY: venv eland-venv up test test-quick bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -11,13 +14,24 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -c constraints.txt -e '.[test]'
 	touch $@
 
+$(ELAND_VENV)/.installed: $(VENV)/.installed
+	$(PYTHON) -m venv $(ELAND_VENV)
+	$(ELAND_VENV)/bin/python -m pip install -q -c constraints.txt 'eland>=9,<10' 'transformers>=4.40,<5' scikit-learn
+	# eland imports sentence-transformers even without its [pytorch] extra; its own deps come from .venv
+	$(ELAND_VENV)/bin/python -m pip install -q --no-deps 'sentence-transformers<6'
+	$(PY) -c "import sysconfig; print(sysconfig.get_path('purelib'))" > \
+	    "$$($(ELAND_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/tmd-venv.pth"
+	touch $@
+
 venv: $(VENV)/.installed
+
+eland-venv: $(ELAND_VENV)/.installed
 
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
 	$(VENV)/bin/tmd up
 
-test: venv  ## the whole test suite
-	$(PY) -m pytest
+test: venv eland-venv  ## the whole test suite
+	TMD_ELAND_PYTHON=$(abspath $(ELAND_VENV))/bin/python $(PY) -m pytest
 
 test-quick: venv  ## everything but the slow end-to-end tests
 	$(PY) -m pytest -m "not slow"
@@ -26,4 +40,4 @@ bench: venv
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(ELAND_VENV) .pytest_cache
