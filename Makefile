@@ -28,7 +28,7 @@ venv: $(VENV)/.installed
 eland-venv: $(ELAND_VENV)/.installed
 
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
-	$(VENV)/bin/tmd up
+	$(PY) -m tmd up
 
 test: venv eland-venv  ## the whole test suite
 	TMD_ELAND_PYTHON=$(abspath $(ELAND_VENV))/bin/python $(PY) -m pytest

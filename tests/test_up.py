@@ -105,3 +105,41 @@ def test_up_serves_the_demo_and_comes_back_after_ctrl_c(tmp_path):
     finally:
         assert again.interrupt() == 0
     assert descendants_alive(data_dir) == []
+
+
+def test_readme_quick_start_in_a_fresh_clone(tmp_path):
+    """The README's first command (`make up`), run as written in a fresh clone of this repository.
+    The clone reuses this run's virtual environment (`VENV=`, marked up to date with `-o`) so the
+    test does not reinstall torch; everything else is the clone's own Makefile and code."""
+    readme = (REPO / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    command = quick_start.strip().splitlines()[0].split("#")[0].strip()
+    assert command == "make up"
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: nothing to clone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
+    venv = Path(sys.prefix)
+    stamp = venv / ".installed"
+    env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's code, not the checkout the venv points at
+    proc = subprocess.Popen(["make", "-C", str(clone), "up", f"VENV={venv}", "-o", str(stamp)], env=env,
+                            stdout=(tmp_path / "make-up.log").open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log = tmp_path / "make-up.log"
+    try:
+        deadline = time.monotonic() + 240
+        while "tmd is up." not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        printed = log.read_text(errors="replace")
+        assert str(clone / ".tmd") in printed  # state went to the clone's .tmd
+        r = httpx.post("http://127.0.0.1:9200/_ml/trained_models/demo_ner/_infer",
+                       json={"docs": [{"input": "Josh lives in Berlin"}]}, timeout=30)
+        assert r.status_code == 200 and "PER" in r.text, r.text
+        assert "tmd is up." in printed and "==> stopping" not in printed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, to make and tmd up alike
+        proc.wait(timeout=90)
+    assert "==> stopping" in log.read_text(errors="replace")
+    assert descendants_alive(clone / ".tmd") == []
