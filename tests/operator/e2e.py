@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,7 +49,34 @@ def apply(kubectl: Callable[..., Any], *objects: dict[str, Any]) -> None:
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
 
 
-class OperatorProcess:
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ChildProcess:
+    """A tmd role run as a subprocess with its output in a log file, stopped by signal."""
+
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class OperatorProcess(ChildProcess):
     """`tmd operator` as a subprocess, with workers started as `python -m tmd worker` by the kubelet."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
@@ -75,20 +103,6 @@ class OperatorProcess:
         wait_for(lambda: "Initial authentication has finished" in self.log_path.read_text(errors="replace")[offset:]
                  or self.proc.poll() is not None, timeout=60, interval=0.1, what="operator started")
         return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.log.close()
-        return code
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, interval: float = 0.3, what: str = "") -> Any:

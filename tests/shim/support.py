@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,10 @@ from typing import Any
 
 import httpx
 
-from tests.operator.e2e import REPO, OperatorProcess
+from tests.operator.e2e import REPO, ChildProcess, OperatorProcess, free_port
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class ShimProcess:
+class ShimProcess(ChildProcess):
     """`python -m tmd shim` against a cluster; `restart()` kills it (SIGKILL) and starts it again."""
 
     def __init__(self, kubeconfig: Path, store: Path, log_path: Path, *extra: str) -> None:
@@ -48,22 +41,8 @@ class ShimProcess:
             time.sleep(0.2)
         raise AssertionError("shim did not come up:\n" + self.output()[-3000:])
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.log.close()
-        return code
-
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def upload_model(es: Any, model_id: str, config: dict[str, Any], definition: bytes, vocabulary: list[str],
