@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse, Response
 
 from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ResourceNotFound, ValidationFailed
+from tmd.api.http import ElasticProductHeader
 from tmd.shim import views
 from tmd.shim.auth import Authenticator
-from tmd.shim.http import (ElasticProductHeader, check_params, error_response, json_response, parse_body,
+from tmd.shim.http import (check_params, error_response, json_response, parse_body,
                            parse_bool)
 from tmd.shim.service import Shim
 

@@ -10,29 +10,8 @@ from starlette.responses import Response
 
 from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError
 
-PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
 # Parameters every Elasticsearch endpoint accepts (RestRequest / BaseRestHandler).
 GLOBAL_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path"})
-
-
-class ElasticProductHeader:
-    """Pure ASGI middleware adding `X-elastic-product: Elasticsearch` to every response, errors
-    and unmatched routes included (clients refuse servers without it)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), PRODUCT_HEADER]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 def is_json_media_type(content_type: str | None) -> bool:

@@ -60,6 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tmd.api.errors import ElasticsearchError, ParseError, StatusException, ValidationFailed
 from tmd.api.units import TimeValue, parse_time_value
+from tmd.api.http import ElasticProductHeader
 from tmd.worker.engine import InferenceEngine, InferenceRequest
 from tmd.worker.metrics import CONTENT_TYPE, WorkerCollector, make_registry, render
 from tmd.worker.settings import WorkerSettings
@@ -70,7 +71,6 @@ log = logging.getLogger("tmd.worker.app")
 DEFAULT_TIMEOUT = TimeValue(10.0, "10s")
 ALLOCATION_CHANGE_WAIT_S = 30.0  # at most one inference per surplus lane
 INFER_FIELDS = {"docs", "inference_config", "timeout", "prefix"}
-PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
 
 
 @dataclass
@@ -96,25 +96,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def error_response(err: ElasticsearchError) -> Response:
     return json_response(err.body(), err.status)
-
-
-class ElasticProductHeader:
-    """Pure ASGI middleware (no per-request task, unlike BaseHTTPMiddleware): adds the header."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), PRODUCT_HEADER]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 # --- request parsing (pure) -------------------------------------------------------------
