@@ -79,10 +79,12 @@ class ChildProcess:
 class OperatorProcess(ChildProcess):
     """`tmd operator` as a subprocess, with workers started as `python -m tmd worker` by the kubelet."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_env = extra_env or {}
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "OperatorProcess":
@@ -97,7 +99,7 @@ class OperatorProcess(ChildProcess):
         }
         self.log = self.log_path.open("ab")
         offset = self.log_path.stat().st_size
-        self.proc = subprocess.Popen([sys.executable, "-m", "tmd", "operator"], env=env, stdout=self.log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tmd", "operator", *self.args], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         # Until kopf has installed its signal handlers, a SIGTERM would kill the process outright.
         wait_for(lambda: "Initial authentication has finished" in self.log_path.read_text(errors="replace")[offset:]

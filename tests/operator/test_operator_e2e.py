@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.operator.e2e import (REPO, OperatorProcess, apply, deployment_resource, infer, trained_model_resource,
-                                wait_for, worker_pid)
+                                free_port, wait_for, worker_pid)
 from tmd.api.resources import resource_name
 from tmd.tinymodels import super_simple, write_model_dir
 
@@ -28,7 +28,10 @@ def kube(localkube):
 def operator(localkube, kube, tmp_path_factory):
     kube("apply", "-f", str(REPO / "crds"))
     kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev")
-    proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
+                           args=("--liveness", liveness)).start()
+    proc.liveness = liveness
     yield proc
     assert proc.stop() == 0, proc.output()[-3000:]
     errors = [line for line in proc.output().splitlines() if " ERROR " in line or "Traceback" in line]
@@ -50,6 +53,11 @@ def get(kube, *args):
 
 def worker_pods(kube, deployment_name):
     return get(kube, "pods", "-l", f"ml.tmd.dev/deployment={deployment_name}")["items"]
+
+
+def test_operator_serves_its_liveness_probe(operator):
+    response = wait_for(lambda: httpx.get(operator.liveness, timeout=5), what="liveness endpoint")
+    assert response.status_code == 200
 
 
 def test_deployment_becomes_ready_with_pods_placed_and_serving(operator, kube, model):

@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kubeconfig to use (default: $KUBECONFIG, in-cluster config, ~/.kube/config)")
     parser.add_argument("--namespace", "-n", action="append", default=None,
                         help="watch only these namespaces (default: all)")
+    parser.add_argument("--liveness", default=os.environ.get("TMD_OPERATOR_LIVENESS") or None, metavar="URL",
+                        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz (env TMD_OPERATOR_LIVENESS)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -26,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import tmd.operator.handlers  # noqa: F401  (registers the handlers)
 
     try:
-        asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or []))
+        asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or [],
+                                  liveness_endpoint=args.liveness))
     except KeyboardInterrupt:
         pass
     return 0
