@@ -45,6 +45,12 @@ def deployment_resource(model_id: str, deployment_id: str | None = None, namespa
             "spec": {"model_id": model_id, "deployment_id": deployment_id, **spec}}
 
 
+def install_crds(kube: Callable[..., Any]) -> None:
+    kube("apply", "-f", str(REPO / "crds"))
+    kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev",
+         "crd/trainedmodels.ml.tmd.dev")
+
+
 def apply(kubectl: Callable[..., Any], *objects: dict[str, Any]) -> None:
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
 

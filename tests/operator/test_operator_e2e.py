@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.operator.e2e import (REPO, OperatorProcess, apply, deployment_resource, infer, trained_model_resource,
+from tests.operator.e2e import (OperatorProcess, apply, deployment_resource, infer, install_crds,
+                                trained_model_resource,
                                 free_port, wait_for, worker_pid)
 from tmd.api.resources import resource_name
 from tmd.tinymodels import super_simple, write_model_dir
@@ -17,17 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=3, node_cpus="2", no
 
 
 @pytest.fixture(scope="module")
-def kube(localkube):
-    from tmd.localkube.testing import kubectl_binaries, run_kubectl
-
-    binary = next(iter(kubectl_binaries().values()))
-    return lambda *args, **kw: run_kubectl(localkube, *args, binary=binary, **kw)
-
-
-@pytest.fixture(scope="module")
 def operator(localkube, kube, tmp_path_factory):
-    kube("apply", "-f", str(REPO / "crds"))
-    kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev")
+    install_crds(kube)
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
                            args=("--liveness", liveness)).start()

@@ -15,7 +15,7 @@ import pytest
 elasticsearch = pytest.importorskip("elasticsearch", reason="the official client `elasticsearch>=9,<10` is optional")
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError  # noqa: E402
 
-from tests.operator.e2e import REPO, wait_for  # noqa: E402
+from tests.operator.e2e import install_crds, wait_for  # noqa: E402
 from tests.shim.support import ShimProcess, free_port, ordered_parts, start_operator, upload_model  # noqa: E402
 from tmd.tinymodels import super_simple  # noqa: E402
 from tmd.tinymodels.builders import script_bytes  # noqa: E402
@@ -27,17 +27,8 @@ VOCAB = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
 
 
 @pytest.fixture(scope="module")
-def kube(localkube):
-    from tmd.localkube.testing import kubectl_binaries, run_kubectl
-
-    binary = next(iter(kubectl_binaries().values()))
-    return lambda *args, **kw: run_kubectl(localkube, *args, binary=binary, **kw)
-
-
-@pytest.fixture(scope="module")
 def operator(localkube, kube, tmp_path_factory):
-    kube("apply", "-f", str(REPO / "crds"))
-    kube("wait", "--for=condition=established", "--timeout=30s", "crd/trainedmodeldeployments.ml.tmd.dev")
+    install_crds(kube)
     proc = start_operator(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", WORKER_PORT)
     yield proc
     assert proc.stop() == 0, proc.output()[-3000:]

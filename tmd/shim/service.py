@@ -177,12 +177,8 @@ class Shim:
             part = int(part_text)
         except ValueError:
             raise IllegalArgument(f"Failed to parse int parameter [part] with value [{part_text}]") from None
-        if not isinstance(body, dict):
-            raise ParseError("request body is required")
-        unknown = [k for k in body if k not in ("definition", "total_definition_length", "total_parts")]
-        if unknown:
-            raise ParseError(f"[put_trained_model_definition_part_action] unknown field [{unknown[0]}]",
-                             type="x_content_parse_exception")
+        _check_body(body, "put_trained_model_definition_part_action",
+                    ("definition", "total_definition_length", "total_parts"))
         for name in ("definition", "total_definition_length", "total_parts"):
             if body.get(name) is None:
                 raise IllegalArgument(f"[{name}] must not be null.")
@@ -215,12 +211,7 @@ class Shim:
         log.info("model definition published model_id=%s bytes=%d", model_id, done.length)
 
     async def put_vocabulary(self, model_id: str, body: Any) -> Object:
-        if not isinstance(body, dict):
-            raise ParseError("request body is required")
-        unknown = [k for k in body if k not in ("vocabulary", "merges", "scores")]
-        if unknown:
-            raise ParseError(f"[put_trained_model_vocabulary_action] unknown field [{unknown[0]}]",
-                             type="x_content_parse_exception")
+        _check_body(body, "put_trained_model_vocabulary_action", ("vocabulary", "merges", "scores"))
         vocab = body.get("vocabulary")
         if not isinstance(vocab, list) or not vocab:
             raise ValidationFailed(["[vocabulary] must not be empty"])
@@ -525,12 +516,7 @@ class Shim:
     async def infer_bytes(self, id_: str, body: Any, query: dict[str, str]) -> bytes:
         """The `_infer` response body. With one route the worker's own body is passed through
         unparsed (it already is `{"inference_results": [...]}`): the shim then costs one hop."""
-        if not isinstance(body, dict):
-            raise ParseError("request body is required")
-        unknown = [k for k in body if k not in ("docs", "inference_config", "timeout")]
-        if unknown:
-            raise ParseError(f"[infer_trained_model_request] unknown field [{unknown[0]}]",
-                             type="x_content_parse_exception")
+        _check_body(body, "infer_trained_model_request", ("docs", "inference_config", "timeout"))
         docs = body.get("docs")
         if not isinstance(docs, list) or not docs:
             raise ValidationFailed(["at least one document is required"])
@@ -632,3 +618,12 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def _check_body(body: Any, action: str, fields: tuple[str, ...]) -> None:
+    """A JSON object body whose fields are all known, as Elasticsearch's ObjectParser requires."""
+    if not isinstance(body, dict):
+        raise ParseError("request body is required")
+    unknown = [k for k in body if k not in fields]
+    if unknown:
+        raise ParseError(f"[{action}] unknown field [{unknown[0]}]", type="x_content_parse_exception")
