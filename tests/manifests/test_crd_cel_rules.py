@@ -1,6 +1,6 @@
-"""The CRD's CEL rules (x-kubernetes-validations), evaluated with cel-python the way a real API
-server applies them: after defaulting, transition rules (those naming oldSelf) on updates only.
-localkube does not evaluate CEL yet (test_manifests_localkube.py shows what it does instead)."""
+"""The CRD's CEL rules (x-kubernetes-validations) as the built manifests carry them, evaluated by
+the same code localkube's API server runs (tmd.localkube.apiserver.cel, over cel-python): after
+defaulting, transition rules (those naming oldSelf) on updates only."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from tests.manifests.kustomize import build
-
-celpy = pytest.importorskip("celpy", reason="cel-python evaluates the CRD's CEL rules")
+from tmd.localkube.apiserver import cel
 
 
 def spec_schema() -> dict[str, Any]:
@@ -22,19 +21,9 @@ def spec_schema() -> dict[str, Any]:
 def refusals(spec: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
     schema = spec_schema()
     defaults = {k: p["default"] for k, p in schema["properties"].items() if "default" in p}
-    new = {**defaults, **spec}
-    env = celpy.Environment()
-    messages = []
-    for rule in schema["x-kubernetes-validations"]:
-        transition = "oldSelf" in rule["rule"]
-        if transition and old is None:
-            continue
-        activation = {"self": celpy.json_to_cel(new)}
-        if transition:
-            activation["oldSelf"] = celpy.json_to_cel({**defaults, **old})
-        if not env.program(env.compile(rule["rule"])).evaluate(activation):
-            messages.append(rule["message"])
-    return messages
+    errors = cel.validate({**defaults, **spec}, schema, {**defaults, **old} if old is not None else None, "spec")
+    assert all(e.path == "spec" and e.value == "object" for e in errors)
+    return [e.detail for e in errors]
 
 
 @pytest.mark.parametrize("doc", [d for d in build("examples") if d["kind"] == "TrainedModelDeployment"],

@@ -7,15 +7,12 @@ it does not serve is validated offline against the Kubernetes schemas (test_mani
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
 import yaml
 
 from tests.manifests.kustomize import MANIFESTS, build
-from tmd.operator.config import OperatorConfig
-from tmd.operator.reconcile import ClusterState, reconcile
 
 NAMESPACE = "tmd-system"
 SERVED_BY_LOCALKUBE = {"Namespace", "CustomResourceDefinition", "PriorityClass", "ServiceAccount", "Secret",
@@ -92,24 +89,35 @@ def test_invalid_deployments_are_refused_by_the_schema(installed, kubectl, spec,
     assert kubectl("get", "-n", NAMESPACE, "tmd", "bad", "--ignore-not-found", "-o", "name").stdout == ""
 
 
-@pytest.mark.parametrize("spec, reason", [
+@pytest.mark.parametrize("spec, message", [
     ({"threads_per_allocation": 3},
-     "Validation Failed: 1: [threads_per_allocation] must be a power of 2 less than or equal to 32;"),
+     'spec: Invalid value: "object": [threads_per_allocation] must be a power of 2 less than or equal to 32'),
     ({"priority": "low", "number_of_allocations": 2},
-     "Validation Failed: 1: [number_of_allocations] must be 1 when [priority] is low;"),
-], ids=["threads-3", "low-priority-2-allocations"])
-def test_rules_localkube_does_not_enforce_are_reported_by_the_operator(installed, kubectl, spec, reason):
-    """The CRD carries these as CEL rules (x-kubernetes-validations), which a real API server
-    enforces; localkube does not evaluate CEL yet, so it stores them. The operator then refuses
-    the deployment with Elasticsearch's message in status.reason, which is what it would do here."""
-    kubectl("apply", "--validate=strict", "-f", "-", input=bad_deployment(**spec))
+     'spec: Invalid value: "object": [number_of_allocations] must be 1 when [priority] is low'),
+    ({"priority": "low", "threads_per_allocation": 2},
+     'spec: Invalid value: "object": [threads_per_allocation] must be 1 when [priority] is low'),
+], ids=["threads-3", "low-priority-2-allocations", "low-priority-2-threads"])
+def test_cel_rules_of_the_crd_refuse_invalid_deployments(installed, kubectl, spec, message):
+    """The CRD's x-kubernetes-validations (CEL), enforced by the API server as kube-apiserver does."""
+    done = kubectl("apply", "--validate=strict", "-f", "-", input=bad_deployment(**spec), check=False)
+    assert done.returncode != 0, done.stdout
+    assert message in done.stderr
+    assert kubectl("get", "-n", NAMESPACE, "tmd", "bad", "--ignore-not-found", "-o", "name").stdout == ""
+
+
+def test_cel_transition_rules_keep_the_model_immutable(installed, kubectl):
+    kubectl("apply", "-f", "-", input=bad_deployment(deployment_id="moving"))
     try:
+        changed = bad_deployment(deployment_id="moving").replace("model_id: sentence_embedder",
+                                                                 "model_id: another_model")
+        done = kubectl("apply", "-f", "-", input=changed, check=False)
+        assert done.returncode != 0, done.stdout
+        assert 'spec: Invalid value: "object": [model_id] is immutable' in done.stderr
+        done = kubectl("apply", "-f", "-", input=bad_deployment(deployment_id="moved"), check=False)
+        assert 'spec: Invalid value: "object": [deployment_id] is immutable' in done.stderr
+        # a change the rules allow still goes through, with oldSelf present
+        kubectl("apply", "-f", "-", input=bad_deployment(deployment_id="moving", number_of_allocations=2))
         stored = json.loads(kubectl("get", "-n", NAMESPACE, "tmd", "bad", "-o", "json").stdout)
-        result = reconcile(ClusterState([stored], [], [], []), OperatorConfig(),
-                           dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc))
-        status = result.statuses[(NAMESPACE, "bad")]
-        assert status["reason"] == reason
-        assert result.pod_changes == []
-        assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "True"
+        assert (stored["spec"]["model_id"], stored["spec"]["number_of_allocations"]) == ("sentence_embedder", 2)
     finally:
         kubectl("delete", "-n", NAMESPACE, "tmd", "bad", "--ignore-not-found")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.operator.factories import crashlooping, deployment, model, node, running
 from tmd.operator.config import OperatorConfig
 from tmd.operator.reconcile import ClusterState, pod_key, reconcile
@@ -69,6 +71,20 @@ def test_more_allocations_than_the_cluster_holds_are_placed_partially_with_reaso
     assert placed == 6
     status = status_of(result)
     assert "insufficient allocated processors" in status["reason"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "True"
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ({"threads": 3}, "Validation Failed: 1: [threads_per_allocation] must be a power of 2 less than or equal to 32;"),
+    ({"priority": "low", "allocations": 2}, "Validation Failed: 1: [number_of_allocations] must be 1 when [priority] is low;"),
+], ids=["threads-3", "low-priority-2-allocations"])
+def test_a_stored_spec_breaking_the_crd_rules_is_refused_with_the_elasticsearch_message(spec, reason):
+    """An API server without CEL (Kubernetes < 1.25, or rules disabled) stores what the CRD's rules
+    forbid; the operator then refuses it in status, as Elasticsearch would, and creates nothing."""
+    result = run([deployment(**spec)], [model()], [node("node-1", cpu="8")])
+    status = status_of(result)
+    assert status["reason"] == reason
+    assert result.pod_changes == []
     assert {c["type"]: c["status"] for c in status["conditions"]}["Degraded"] == "True"
 
 

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import cel
 from . import errors as E
 from . import schema as S
 from . import strategies
@@ -152,7 +153,7 @@ class Registry:
             return texts
         return []
 
-    def _cr_admit(self, rt: ResourceType, obj: dict[str, Any]) -> list[FieldError]:
+    def _cr_admit(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         schema = _schema(rt)
         if schema is None:
             return []
@@ -164,7 +165,11 @@ class Registry:
         for k in ("metadata", "apiVersion", "kind"):
             props.pop(k, None)
         schema_wo_meta["properties"] = props
-        return S.validate(body, schema_wo_meta)
+        errs = S.validate(body, schema_wo_meta)
+        if errs:  # CEL rules assume the types the schema guarantees
+            return errs
+        old_body = {k: v for k, v in old.items() if k not in ("metadata", "apiVersion", "kind")} if old else None
+        return cel.validate(body, schema_wo_meta, old_body)
 
     def _admit(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         """Kind-specific defaulting and validation shared by create and update."""
@@ -179,7 +184,7 @@ class Registry:
             fill_go_zero_values(obj, rt.kind)
         errs = validate_metadata(meta, rt.namespaced, rt.name_rule)
         if rt.crd is not None:
-            errs += self._cr_admit(rt, obj)
+            errs += self._cr_admit(rt, obj, old)
         elif rt.kind == "Secret":
             errs += strategies.prepare_secret(obj)
         elif rt.kind in ("Event", "Lease"):
