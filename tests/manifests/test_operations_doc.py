@@ -13,8 +13,11 @@ from tmd.worker.stats import StatsSnapshot
 OPERATIONS = (REPO / "docs" / "operations.md").read_text()
 
 
-def table_names(prefix: str) -> set[str]:
-    return set(re.findall(rf"^\| `({prefix}[a-z_A-Z]+)` \|", OPERATIONS, flags=re.M))
+def table_names(prefix: str, text: str = OPERATIONS) -> set[str]:
+    return set(re.findall(rf"^\| `({prefix}[a-z_A-Z]+)` \|", text, flags=re.M))
+
+
+WORKER_METRICS, _, OPERATOR_METRICS = OPERATIONS.partition("### Operator metrics")
 
 
 def test_metrics_table_lists_every_exported_metric():
@@ -22,10 +25,22 @@ def test_metrics_table_lists_every_exported_metric():
     collector = WorkerCollector(lambda: (StatsSnapshot(start_time_ms=1), gauges), lambda: {"deployment_id": "d"})
     text = render(make_registry(collector)).decode()
     exported = set(re.findall(r"^(tmd_[a-z_]+)\{", text, flags=re.M))
-    assert exported and table_names("tmd_") == exported
+    assert exported and table_names("tmd_", WORKER_METRICS) - table_names("tmd_operator_") == exported
     assert set(re.findall(r"\{(\w+)=", text)) == {"deployment_id"}  # the label the doc names
 
 
 def test_settings_table_lists_every_variable_the_operator_reads():
     read = set(re.findall(r'"(TMD_[A-Z_]+)" in env', inspect.getsource(OperatorConfig.from_env)))
     assert table_names("TMD_") == read
+
+
+def test_operator_metrics_table_lists_every_operator_metric():
+    from tmd.operator import metrics
+
+    metrics.PASSES.labels("ok")  # labelled series appear once used
+    metrics.POD_CHANGES.labels("create")
+    metrics.DEPLOYMENTS.labels("started")
+    metrics.ALLOCATIONS.labels("target")
+    exported = {family.name + ("_total" if family.type == "counter" else "")
+                for family in metrics.REGISTRY.collect()}
+    assert exported and table_names("tmd_operator_", OPERATOR_METRICS) == exported

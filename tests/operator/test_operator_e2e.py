@@ -21,9 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=3, node_cpus="2", no
 def operator(localkube, kube, tmp_path_factory):
     install_crds(kube)
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    metrics = f"127.0.0.1:{free_port()}"
     proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
-                           args=("--liveness", liveness)).start()
-    proc.liveness = liveness
+                           args=("--liveness", liveness, "--metrics", metrics)).start()
+    proc.liveness, proc.metrics = liveness, f"http://{metrics}/metrics"
     yield proc
     assert proc.stop() == 0, proc.output()[-3000:]
     errors = [line for line in proc.output().splitlines() if " ERROR " in line or "Traceback" in line]
@@ -76,6 +77,10 @@ def test_deployment_becomes_ready_with_pods_placed_and_serving(operator, kube, m
         assert response.json() == {"inference_results": [{"predicted_value": [[1.0, 1.0]]}]}
     printed = kube("get", "tmd").stdout
     assert "started" in printed and "test_model" in printed
+    exported = httpx.get(operator.metrics, timeout=5).text
+    assert 'tmd_operator_deployments{assignment_state="started"} 1.0' in exported
+    assert 'tmd_operator_allocations{kind="placed"} 3.0' in exported
+    assert 'tmd_operator_reconcile_passes_total{result="ok"}' in exported
     delete_and_wait_gone(kube, name)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -17,6 +18,7 @@ import kopf
 from tmd.api.resources import DEPLOYMENT_PLURAL, GROUP, LABEL_ROLE, TRAINED_MODEL_PLURAL, VERSION
 from tmd.operator.actuator import Actuator
 from tmd.operator.config import OperatorConfig
+from tmd.operator import metrics
 from tmd.operator.kube import Kube
 from tmd.operator.pods import WORKER_ROLE
 
@@ -50,10 +52,13 @@ class Reconciler:
                 pass
             await asyncio.sleep(DEBOUNCE_SECONDS)
             self.trigger.clear()
+            started = time.perf_counter()
             try:
-                await actuator.run_once()
+                result = await actuator.run_once()
                 self.passes += 1
+                metrics.observe(result, time.perf_counter() - started)
             except Exception as err:  # one failed pass must not stop the operator; the next one retries
+                metrics.observe_failure(time.perf_counter() - started)
                 log.exception("reconciliation failed: %s", err)
                 await asyncio.sleep(1.0)
                 self.trigger.set()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="watch only these namespaces (default: all)")
     parser.add_argument("--liveness", default=os.environ.get("TMD_OPERATOR_LIVENESS") or None, metavar="URL",
                         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz (env TMD_OPERATOR_LIVENESS)")
+    parser.add_argument("--metrics", default=os.environ.get("TMD_OPERATOR_METRICS") or None, metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090 "
+                             "(env TMD_OPERATOR_METRICS)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -26,6 +30,15 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import tmd.operator.handlers  # noqa: F401  (registers the handlers)
+
+    if args.metrics:
+        from tmd.operator.metrics import serve
+
+        try:
+            serve(args.metrics)
+        except (ValueError, OSError) as err:
+            print(f"tmd operator: cannot serve metrics at {args.metrics!r}: {err}", file=sys.stderr)
+            return 2
 
     try:
         asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace or [],
