@@ -33,6 +33,7 @@ def operator_requests(recorded: tuple[Kube, list[tuple[str, str]]]) -> set[Permi
     kube.delete_pod("ns", "w")
     kube.annotate_pod("ns", "w", {"ml.tmd.dev/allocations": "2"})
     kube.resize_pod("ns", "w", "worker", {"requests": {"cpu": "2"}})
+    kube.scale_deployment("ns", "d", 1, 2)
     kube.replace_deployment_status("ns", "d", {})
     kube.replace_model_status("ns", "m", {})
     assert kube.supports_pod_resize() is False
@@ -40,7 +41,7 @@ def operator_requests(recorded: tuple[Kube, list[tuple[str, str]]]) -> set[Permi
     assert set(calls) == {"list_nodes", "list_pods", "list_custom", "list_deployments", "list_models",
                           "ensure_priority_class", "create_pod", "delete_pod", "annotate_pod", "resize_pod",
                           "replace_status", "replace_deployment_status", "replace_model_status",
-                          "supports_pod_resize"}, \
+                          "supports_pod_resize", "scale_deployment"}, \
         "Kube has a new call: exercise it here and grant it in manifests/base/operator-rbac.yaml"
     # Discovery (GET /api/v1) is a non-resource URL every authenticated user may read (the default
     # system:discovery binding), so it needs no rule in the ClusterRole.

@@ -23,6 +23,7 @@ def operator(localkube, kube, tmp_path_factory):
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     metrics = f"127.0.0.1:{free_port()}"
     proc = OperatorProcess(localkube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
+                           {"TMD_ADAPTIVE_INTERVAL_SECONDS": "1", "TMD_ADAPTIVE_COOLDOWN_SECONDS": "3"},
                            args=("--liveness", liveness, "--metrics", metrics)).start()
     proc.liveness, proc.metrics = liveness, f"http://{metrics}/metrics"
     yield proc
@@ -154,6 +155,58 @@ def test_changing_allocations_reaches_the_running_worker_without_failed_requests
         assert results and set(results) == {200}, {code: results.count(code) for code in set(results)}
         delete_and_wait_gone(kube, name)
     finally:
+        for node in others:
+            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
+
+
+def test_adaptive_allocations_follow_the_load(operator, kube, localkube, tmp_path_factory):
+    """A 50 ms model (no cache: hits cost nothing and are no load) on one 2-CPU ML node, adaptive
+    between 1 and 2 allocations. 30 requests/s arriving at a fixed rate are 1.5 busy allocations:
+    the scaler goes to 2 and the worker runs 2 lanes; once the load ends it comes back to 1 (after
+    the cooldown, 3 s here; samples every second). Every request is answered: 200, or 408 for
+    those the backlog from before the scale-up kept past their 10 s timeout on a busy machine."""
+    import asyncio
+    import threading
+
+    from tests.faults.load import open_loop
+    from tests.worker.conftest import write_slow_model
+
+    model_dir = write_slow_model(tmp_path_factory.mktemp("adaptive") / "slow_model", seconds=0.05)
+    apply(kube, trained_model_resource(model_dir))
+    others = localkube.node_names[1:]
+    for node in others:
+        kube("label", "node", node, "ml.tmd.dev/ml-node-")
+    name = resource_name("adaptive")
+    try:
+        apply(kube, deployment_resource("slow_model", "adaptive", cache_size="0b", adaptive_allocations={
+            "enabled": True, "min_number_of_allocations": 1, "max_number_of_allocations": 2}))
+        wait_ready(kube, name)
+        [pod] = worker_pods(kube, name)
+        url = f"http://{pod['status']['podIP']}:8080"
+        records = []
+        load = threading.Thread(target=lambda: records.append(asyncio.run(open_loop(
+            url + "/infer", {"docs": [{"input": "words"}]}, rate=30, duration=15))))
+        load.start()
+        try:
+            wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 2, timeout=20,
+                     what="scaled up to 2 allocations")
+            wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 2, timeout=20,
+                     what="the worker runs 2 lanes")
+        finally:
+            load.join()
+        [record] = records
+        assert record.statuses()[200] and record.problems({200, 408}) == [], record.summary()
+        print("adaptive allocations under 30 requests/s:", record.summary())
+        wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 1, timeout=60,
+                 what="scaled back to 1 allocation")
+        wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 1, timeout=60,
+                 what="the worker runs 1 lane")
+        log = operator.output()
+        assert "adaptive allocations scaler: scaled [adaptive] to [2] allocations" in log
+        assert "adaptive allocations scaler: scaled [adaptive] to [1] allocations" in log
+    finally:
+        kube("delete", "tmd", name, "--ignore-not-found")
+        wait_for(lambda: not worker_pods(kube, name), timeout=60, what=f"worker pods of {name} gone")
         for node in others:
             kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
 

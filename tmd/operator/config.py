@@ -27,6 +27,10 @@ class OperatorConfig:
     normal_priority_class: str | None = None
     # Seconds between forced full reconciles, on top of the event-driven ones.
     resync_seconds: float = 30.0
+    # adaptive allocations: how often workers are sampled, and how long after a scale-up no
+    # scale-down happens (Elasticsearch: 10 s and 5 minutes)
+    adaptive_interval_seconds: float = 10.0
+    adaptive_cooldown_seconds: float = 300.0
     # In-place pod resize for allocation changes: None = use it when the API server offers it.
     inplace_resize: bool | None = None
 
@@ -52,4 +56,8 @@ class OperatorConfig:
             kwargs["inplace_resize"] = env["TMD_INPLACE_RESIZE"].lower() == "true"
         if "TMD_RESYNC_SECONDS" in env:
             kwargs["resync_seconds"] = float(env["TMD_RESYNC_SECONDS"])
+        if "TMD_ADAPTIVE_INTERVAL_SECONDS" in env:
+            kwargs["adaptive_interval_seconds"] = float(env["TMD_ADAPTIVE_INTERVAL_SECONDS"])
+        if "TMD_ADAPTIVE_COOLDOWN_SECONDS" in env:
+            kwargs["adaptive_cooldown_seconds"] = float(env["TMD_ADAPTIVE_COOLDOWN_SECONDS"])
         return cls(**kwargs)

@@ -17,6 +17,7 @@ import kopf
 
 from tmd.api.resources import DEPLOYMENT_PLURAL, GROUP, LABEL_ROLE, TRAINED_MODEL_PLURAL, VERSION
 from tmd.operator.actuator import Actuator
+from tmd.operator.autoscaler import Autoscaler
 from tmd.operator.config import OperatorConfig
 from tmd.operator import metrics
 from tmd.operator.kube import Kube
@@ -88,19 +89,23 @@ kopf.on.event("", "v1", "nodes")(_poke)
 kopf.on.event("", "v1", "pods", labels={LABEL_ROLE: WORKER_ROLE})(_poke)
 
 
-_task: asyncio.Task | None = None
+_tasks: list[asyncio.Task] = []
 
 
 @kopf.on.startup()
 async def start_reconciler(**_: Any) -> None:
-    global _task
     assert _reconciler is not None
-    _task = asyncio.get_running_loop().create_task(_reconciler.run(), name="tmd-reconciler")
+    loop = asyncio.get_running_loop()
+    _tasks.append(loop.create_task(_reconciler.run(), name="tmd-reconciler"))
+    # Adaptive allocations sample the workers on a clock of their own: their decisions are spec
+    # changes, which come back as events and so as reconciliations.
+    _tasks.append(loop.create_task(Autoscaler(Kube(), _reconciler.config).run(), name="tmd-autoscaler"))
     _reconciler.poke()
 
 
 @kopf.on.cleanup()
 async def stop_reconciler(**_: Any) -> None:
-    if _task is not None:
-        _task.cancel()
-        await asyncio.gather(_task, return_exceptions=True)
+    for task in _tasks:
+        task.cancel()
+    await asyncio.gather(*_tasks, return_exceptions=True)
+    _tasks.clear()

@@ -95,6 +95,15 @@ class Kube:
             GROUP, VERSION, namespace, plural, name, [{"op": "add", "path": "/status", "value": status}],
             _content_type="application/json-patch+json", _preload_content=False)
 
+    def scale_deployment(self, namespace: str, name: str, current: int, allocations: int) -> None:
+        """Set spec.number_of_allocations if it still is `current` (a JSON patch `test`): a user's
+        change made meanwhile wins, and the scaler sees it on its next sample."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, DEPLOYMENT_PLURAL, name,
+            [{"op": "test", "path": "/spec/number_of_allocations", "value": current},
+             {"op": "replace", "path": "/spec/number_of_allocations", "value": allocations}],
+            _content_type="application/json-patch+json", _preload_content=False)
+
     def replace_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.replace_status(DEPLOYMENT_PLURAL, namespace, name, status)
 
