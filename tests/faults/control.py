@@ -57,6 +57,11 @@ class BackgroundLoad:
         if self._thread.is_alive():
             self.stop()
 
+    def flowing(self, timeout: float = 30.0) -> "BackgroundLoad":
+        """Wait for the first answered request, so that the fault meets running traffic."""
+        wait_for(lambda: self.first_ok_after(0.0) is not None, timeout=timeout, interval=0.05, what="load answered")
+        return self
+
     def first_ok_after(self, since: float) -> float | None:
         """Seconds from `since` until the first 200 answer to a request sent after it."""
         done = [a.sent + a.latency for a in list(self.record.answers) if a.status == 200 and a.sent >= since]

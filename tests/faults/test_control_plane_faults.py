@@ -55,7 +55,8 @@ def test_tmd_up_stopped_and_killed_then_restarted_on_its_data_directory(tmp_path
     """SIGTERM, then SIGKILL of the whole process group (`tmd up`, its operator and shim; worker
     pods run in sessions of their own and are adopted by the next run), each followed by a
     restart on the same --data-dir: the demo model and its deployment come back and infer, and
-    a definition part acknowledged just before the SIGKILL is still there."""
+    a definition part acknowledged just before the SIGKILL is still there. In between, kill -9
+    of the shim alone, which `tmd up` restarts by itself."""
     data_dir = tmp_path / ".tmd"
     es_port = free_port()
     es_url = f"http://127.0.0.1:{es_port}"
@@ -67,26 +68,38 @@ def test_tmd_up_stopped_and_killed_then_restarted_on_its_data_directory(tmp_path
         before = _demo_state(es_url)
         assert before["deployment"]["number_of_allocations"] == 2, before
 
-        # SIGTERM: a clean stop (the shim drains first, the workers stop last), then a restart.
-        with BackgroundLoad(infer_url, doc, rate=20) as load:
-            wait_for(lambda: load.first_ok_after(0) is not None, timeout=30, what="load answered")
+        def stop_and_restart(stop: Callable[[], None]) -> tuple[float, float]:
+            nonlocal up
             stopped = time.monotonic()
+            stop()
+            restarted = time.monotonic()
+            up = Up(data_dir, es_port)
+            return stopped, restarted
+
+        # SIGTERM: a clean stop (the shim drains first, the workers stop last), then a restart.
+        def sigterm() -> None:
             up.proc.send_signal(signal.SIGTERM)
             assert up.proc.wait(timeout=90) == 0, up.output()[-3000:]
             assert processes_of(data_dir) == {}
-            restarted = time.monotonic()
-            up = Up(data_dir, es_port)
-            wait_for(lambda: load.first_ok_after(restarted) is not None or up.proc.poll() is not None,
-                     timeout=240, interval=0.2, what="the first answered _infer after the restart")
-            back = load.first_ok_after(restarted)
-            assert back is not None, up.output()[-3000:]
-            time.sleep(1.0)  # answers after recovery are part of the record too
-        record = load.stop()
-        assert contract_problems(record, [(stopped, restarted + back)]) == []
-        assert _wrong_results(record) == []
-        record_recovery("tmd up SIGTERM, restart -> first _infer", back, down_s=round(restarted - stopped, 2),
-                        **summary(record))
+
+        record, stopped, restarted, back = _infer_through(infer_url, doc, lambda: stop_and_restart(sigterm),
+                                                          lambda: up.proc.poll() is None)
+        record_recovery("tmd up SIGTERM, restart -> first _infer", back - restarted,
+                        down_s=round(restarted - stopped, 2), **summary(record))
         assert "importing demo model" not in up.wait_up()
+        assert _demo_state(es_url) == before
+
+        # kill -9 of the shim alone: `tmd up` supervises its children and starts another one.
+        def kill_shim() -> tuple[float, float]:
+            [shim_pid] = [pid for pid, cmd in processes_of(data_dir).items() if "tmd shim" in cmd]
+            killed = time.monotonic()
+            os.kill(shim_pid, signal.SIGKILL)
+            wait_for(lambda: f"!! shim exited with {-signal.SIGKILL}; restarting" in up.output(), timeout=30,
+                     interval=0.05, what="tmd up to notice")
+            return killed, time.monotonic()  # reaped: whatever answers from now on is the new shim
+
+        record, killed, _, back = _infer_through(infer_url, doc, kill_shim, lambda: up.proc.poll() is None)
+        record_recovery("shim kill -9 under tmd up's supervision -> first _infer", back - killed, **summary(record))
         assert _demo_state(es_url) == before
 
         # A definition part acknowledged just before the SIGKILL must survive it.
@@ -100,24 +113,16 @@ def test_tmd_up_stopped_and_killed_then_restarted_on_its_data_directory(tmp_path
 
         # SIGKILL of the whole process group: nothing gets to clean up.
         workers = _workers(data_dir)
-        with BackgroundLoad(infer_url, doc, rate=20) as load:
-            wait_for(lambda: load.first_ok_after(0) is not None, timeout=30, what="load answered")
-            killed = time.monotonic()
+
+        def sigkill() -> None:
             os.killpg(up.proc.pid, signal.SIGKILL)
             up.proc.wait(timeout=30)
             # Worker pods run on (their own sessions), as containers outlive a crashed kubelet.
             assert _workers(data_dir) == workers
-            restarted = time.monotonic()
-            up = Up(data_dir, es_port)
-            wait_for(lambda: load.first_ok_after(restarted) is not None or up.proc.poll() is not None,
-                     timeout=240, interval=0.2, what="the first answered _infer after the restart")
-            back = load.first_ok_after(restarted)
-            assert back is not None, up.output()[-3000:]
-            time.sleep(1.0)
-        record = load.stop()
-        assert contract_problems(record, [(killed, restarted + back)]) == []
-        assert _wrong_results(record) == []
-        record_recovery("tmd up SIGKILL (process group), restart -> first _infer", back,
+
+        record, killed, restarted, back = _infer_through(infer_url, doc, lambda: stop_and_restart(sigkill),
+                                                         lambda: up.proc.poll() is None)
+        record_recovery("tmd up SIGKILL (process group), restart -> first _infer", back - restarted,
                         down_s=round(restarted - killed, 2), **summary(record))
         assert "importing demo model" not in up.wait_up()
         assert _demo_state(es_url) == before
@@ -137,6 +142,26 @@ def test_tmd_up_stopped_and_killed_then_restarted_on_its_data_directory(tmp_path
         for pid in left:  # only after a failure: never leave our processes behind
             os.kill(pid, signal.SIGKILL)
     assert left == {}
+
+
+def _infer_through(url: str, body: Any, fault: Callable[[], tuple[float, float]],
+                   alive: Callable[[], bool]) -> tuple[Any, float, float, float]:
+    """Requests before, during and after `fault()`, which returns when it began and from when an
+    answer can only come from the recovered service. Every request is answered or, during the
+    outage, fails at once; every result is right. Returns the record, those two times and the
+    time the first request sent after the second was answered."""
+    with BackgroundLoad(url, body, rate=20) as load:
+        load.flowing()
+        began, since = fault()
+        wait_for(lambda: load.first_ok_after(since) is not None or not alive(), timeout=240, interval=0.1,
+                 what="the first answered _infer after the fault")
+        first = load.first_ok_after(since)
+        assert first is not None, "the service died instead of recovering"
+        time.sleep(1.0)  # answers after recovery are part of the record too
+    record = load.stop()
+    assert contract_problems(record, [(began, since + first)]) == []
+    assert _wrong_results(record) == []
+    return record, began, since, since + first
 
 
 def _workers(data_dir: Path) -> dict[int, str]:
@@ -318,12 +343,14 @@ def _kill_operator(stack: Stack) -> float:
 
 def test_operator_killed_mid_reconcile_while_the_data_plane_serves(stack, record_recovery):
     """kill -9 as soon as the operator's first pod change of a new deployment (then of an
-    allocation change) shows in the API, before it wrote the status: the requests to the running
-    deployment never notice (the data plane does not need the operator), the client's start and
-    update calls get their answers, and the restarted operator converges without duplicates."""
+    allocation change, and its successor too) shows in the API, before it wrote the status: the
+    requests to the running deployment never notice (the data plane does not need the operator),
+    the client's start and update calls get their answers, and the restarted operator converges
+    without duplicate pods."""
     fresh = "fresh"
     served_pods = {p["metadata"]["uid"]: p["spec"]["nodeName"] for p in stack.pods(SERVED)}
     with BackgroundLoad(stack.infer_url(SERVED), DOC, rate=20) as load:
+        load.flowing()
         # A start waiting for its deployment, the operator killed while creating its pods.
         start = Call(lambda: stack.es.post(f"{M}/{MODEL}/deployment/_start", params={
             "deployment_id": fresh, "number_of_allocations": "3", "wait_for": "fully_allocated", "timeout": "120s"}))
@@ -342,12 +369,18 @@ def test_operator_killed_mid_reconcile_while_the_data_plane_serves(stack, record
         update = Call(lambda: stack.es.post(f"{M}/{fresh}/deployment/_update", json={"number_of_allocations": 4}))
         wait_for(lambda: _pod_signature(stack, fresh) != before, timeout=60, interval=0.02,
                  what="the operator acting on the allocation change")
+        first = _kill_operator(stack)
+        stack.operator.start()
+        # ... and its successor killed too, in its first pass (a crash loop).
+        unconverged = not converged(stack, fresh, 4)
         killed = _kill_operator(stack)
         stack.operator.start()
         recovery = stopwatch(lambda: converged(stack, fresh, 4), killed, what="the allocation change converged")
         _answered_like_elasticsearch(update.join())
-        record_recovery("operator kill -9 during an allocation change -> fully allocated", recovery,
-                        **summary(load.record.between(killed, killed + recovery)))
+        record_recovery("operator kill -9 during an allocation change, again in the restart's first pass "
+                        "-> fully allocated", recovery, between_kills_s=round(killed - first, 2),
+                        second_kill_before_convergence=unconverged,
+                        **summary(load.record.between(first, killed + recovery)))
     record = load.stop()
     assert record.answers and contract_problems(record) == []
     assert set(record.statuses()) == {200}, record.summary()
@@ -398,6 +431,7 @@ def test_shim_killed_during_an_upload_loses_no_acknowledged_part(stack, record_r
                 time.sleep(0.02)  # ~ the time a client takes to read and encode its next chunk
 
     with BackgroundLoad(stack.infer_url(SERVED), DOC, rate=20) as load:
+        load.flowing()
         uploader = threading.Thread(target=upload)
         uploader.start()
         wait_for(lambda: len(acknowledged) >= 8, timeout=60, interval=0.01, what="some parts acknowledged")
@@ -406,14 +440,16 @@ def test_shim_killed_during_an_upload_loses_no_acknowledged_part(stack, record_r
         assert not uploader.is_alive()
         back = stopwatch(lambda: load.first_ok_after(answering) is not None, killed, what="_infer answered")
         acked = list(acknowledged)
+        # A connection error, not a timeout (a hang would end in ReadTimeout after 30 s).
         assert failed and failed[0][1] in ("ConnectError", "ReadError", "RemoteProtocolError", "WriteError"), failed
-        assert failed[0][2] - killed < 5, "the uploader was not told at once that the shim was gone"
         assert 8 <= len(acked) < total
 
         got = _check(stack.es.get(f"{M}/{model_id}", params={"include": "definition_status"})).json()
         assert got["trained_model_configs"][0]["fully_defined"] is False
+        # A client that lost an acknowledgement retries that part: the same answer, nothing doubled.
+        resent = {acked[-1]} | {p for p, _ in parts if p not in acked}
         for part, chunk in parts:
-            if part not in acked:  # the one in flight at the kill may or may not have been stored
+            if part in resent:  # the one in flight at the kill may or may not have been stored
                 _check(stack.es.put(f"{M}/{model_id}/definition/{part}", json=_part(chunk, definition, total)))
         usable = time.monotonic() - killed
         time.sleep(1.0)
@@ -425,7 +461,8 @@ def test_shim_killed_during_an_upload_loses_no_acknowledged_part(stack, record_r
     assert contract_problems(record, [(killed, answering)]) == []
     assert record.between(answering, time.monotonic()).statuses()[200] > 0
     record_recovery("shim kill -9 during an upload -> shim answering", answering - killed,
-                    acknowledged_parts=len(acked), **summary(record))
+                    acknowledged_parts=len(acked), uploader_error=failed[0][1],
+                    uploader_error_after_s=round(failed[0][2] - killed, 2), **summary(record))
     record_recovery("shim kill -9 during an upload -> first _infer answered", back)
     record_recovery("shim kill -9 during an upload -> model fully defined (unacknowledged parts resent)", usable)
 
@@ -442,6 +479,7 @@ def test_shim_killed_during_a_start_the_deployment_exists_once_and_starts(stack,
     exists once (a retried start is refused as Elasticsearch refuses a duplicate id), and starts."""
     deployment_id = "started_through_a_crash"
     with BackgroundLoad(stack.infer_url(SERVED), DOC, rate=20) as load:
+        load.flowing()
         offset = len(stack.shim.output())
         start = Call(lambda: stack.es.post(f"{M}/{MODEL}/deployment/_start", params={
             "deployment_id": deployment_id, "wait_for": "started", "timeout": "120s"}))
@@ -450,8 +488,8 @@ def test_shim_killed_during_a_start_the_deployment_exists_once_and_starts(stack,
         killed, answering = _kill_shim_and_restart(stack)
         start.join(timeout=30)
         assert start.error is not None and start.response is None, start.response
+        # A connection error, not a timeout (a hang would end in ReadTimeout after 120 s).
         assert type(start.error).__name__ in ("RemoteProtocolError", "ReadError", "ConnectError"), repr(start.error)
-        assert start.finished - killed < 5, "the waiting client was not told at once that the shim was gone"
 
         def started() -> bool:
             stats = stack.es.get(f"{M}/{MODEL}/_stats").json()
@@ -472,7 +510,9 @@ def test_shim_killed_during_a_start_the_deployment_exists_once_and_starts(stack,
         "Could not start model deployment because an existing deployment with the same id "
         f"[{deployment_id}] exist")
     assert converged(stack, deployment_id, 1)
-    record_recovery("shim kill -9 during a start -> shim answering", answering - killed, **summary(record))
+    record_recovery("shim kill -9 during a start -> shim answering", answering - killed,
+                    start_error=type(start.error).__name__, start_error_after_s=round(start.finished - killed, 2),
+                    **summary(record))
     record_recovery("shim kill -9 during a start -> deployment started", ready)
     record_recovery("shim kill -9 during a start -> deployment answering _infer", inferred)
     assert _check(stack.es.post(f"{M}/{deployment_id}/deployment/_stop")).json() == {"stopped": True}
@@ -490,7 +530,7 @@ def test_a_deleted_node_under_load_moves_its_allocations(stack, record_recovery)
     routed = sorted(table["routing_table"])
     lost = routed[0]
     with BackgroundLoad(stack.infer_url(SERVED), DOC, rate=20) as load:
-        wait_for(lambda: load.first_ok_after(0) is not None, timeout=30, what="load answered")
+        load.flowing()
         deleted = time.monotonic()
         stack.kube("delete", "node", lost, "--wait=false")
 
