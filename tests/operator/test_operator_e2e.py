@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -303,45 +302,3 @@ def test_low_priority_yields_to_normal_priority(operator, kube, model, tmp_path_
     delete_and_wait_gone(kube, high)
     wait_ready(kube, low)  # it comes back once there is room
     delete_and_wait_gone(kube, low)
-
-
-def test_operator_killed_mid_reconcile_converges_without_duplicates(operator, kube, model, localkube, tmp_path):
-    import signal
-
-    operator.stop(signal.SIGKILL)
-    try:
-        apply(kube, deployment_resource(model, "restarted", number_of_allocations=5))
-        name = resource_name("restarted")
-        for delay in (0.2, 0.5):
-            second = OperatorProcess(localkube.kubeconfig, tmp_path / f"op-{delay}.log").start()
-            time.sleep(delay)  # into its first passes
-            second.stop(signal.SIGKILL)
-        operator.start()
-        wait_ready(kube, name)
-        pods = worker_pods(kube, name)
-        nodes = [p["spec"]["nodeName"] for p in pods]
-        assert len(nodes) == len(set(nodes))  # one worker per (deployment, node)
-        table = status_of(kube, name)["routing_table"]
-        assert sorted(nodes) == sorted(table) and sum(r["current_allocations"] for r in table.values()) == 5
-        delete_and_wait_gone(kube, name)
-    finally:
-        if operator.proc is None or operator.proc.poll() is not None:
-            operator.start()
-
-
-def test_a_deleted_node_moves_the_allocations(operator, kube, model):
-    apply(kube, deployment_resource(model, "mover", number_of_allocations=1))
-    name = resource_name("mover")
-    wait_ready(kube, name)
-    [pod] = worker_pods(kube, name)
-    lost = pod["spec"]["nodeName"]
-    kube("delete", "node", lost, "--wait=false")
-    status = wait_for(lambda: (s := status_of(kube, name)).get("routing_table") and lost not in s["routing_table"]
-                      and s["allocation_status"]["state"] == "fully_allocated" and s, timeout=120,
-                      what="allocation moved to another node")
-    [moved] = [n for n in status["routing_table"]]
-    assert moved != lost
-    [new_pod] = wait_for(lambda: [p for p in worker_pods(kube, name) if p["spec"]["nodeName"] == moved
-                                  and p["metadata"].get("deletionTimestamp") is None], what="pod on new node")
-    assert infer(new_pod, "words").status_code == 200
-    delete_and_wait_gone(kube, name)

@@ -16,7 +16,7 @@ elasticsearch = pytest.importorskip("elasticsearch", reason="the official client
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError  # noqa: E402
 
 from tests.operator.e2e import install_crds, wait_for  # noqa: E402
-from tests.shim.support import ShimProcess, free_port, ordered_parts, start_operator, upload_model  # noqa: E402
+from tests.shim.support import ShimProcess, free_port, start_operator, upload_model  # noqa: E402
 from tmd.tinymodels import super_simple  # noqa: E402
 from tmd.tinymodels.builders import script_bytes  # noqa: E402
 
@@ -312,58 +312,6 @@ def test_definition_part_validation(es, models):
                                                 total_definition_length=0, total_parts=2)
     assert err.value.body["error"]["reason"] == ("Validation Failed: 1: [total_definition_length] must be greater than "
                                                  "0;2: [part] must be less than total_parts;")
-
-
-def test_restart_mid_upload_and_mid_start(es, models, shim):
-    """Kill the shim (SIGKILL) between definition parts and during a start with wait_for: the
-    model is not fully defined until the last part, nothing is lost, the start completes."""
-    tiny = super_simple("restart_model", vocabulary=VOCAB)
-    definition = script_bytes(tiny.model)
-    es.ml.put_trained_model(model_id="restart_model", **{k: v for k, v in tiny.config.items() if k != "model_id"})
-    es.ml.put_trained_model_vocabulary(model_id="restart_model", vocabulary=VOCAB)
-    parts = ordered_parts(definition, 4, [3, 1, 0, 2])
-    for part, chunk in parts[:2]:
-        es.ml.put_trained_model_definition_part(model_id="restart_model", part=part,
-                                                definition=base64.b64encode(chunk).decode(),
-                                                total_definition_length=len(definition), total_parts=4)
-    shim.kill()
-    shim.start()
-    got = es.ml.get_trained_models(model_id="restart_model", include="definition_status")
-    assert got["trained_model_configs"][0]["fully_defined"] is False
-    for part, chunk in parts[1:]:  # part 1 again: a retry is idempotent
-        es.ml.put_trained_model_definition_part(model_id="restart_model", part=part,
-                                                definition=base64.b64encode(chunk).decode(),
-                                                total_definition_length=len(definition), total_parts=4)
-    got = es.ml.get_trained_models(model_id="restart_model", include="definition_status")
-    assert got["trained_model_configs"][0]["fully_defined"] is True
-    assert got["trained_model_configs"][0]["model_size_bytes"] == len(definition)
-
-    # A start whose caller loses the shim mid-wait: the deployment resource survives, the retry
-    # sees it (400 duplicate id, as Elasticsearch), and it reaches started.
-    import threading
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            es.options(max_retries=0).ml.start_trained_model_deployment(model_id="restart_model", wait_for="started",
-                                                                        timeout="60s")
-        except BaseException as err:  # the connection drops when the shim dies
-            errors.append(err)
-
-    thread = threading.Thread(target=start)
-    thread.start()
-    wait_for(lambda: "deployment created deployment_id=restart_model" in shim.output(), what="the start to create the deployment")
-    shim.kill()
-    thread.join(timeout=60)
-    assert errors, "the start call should have lost its connection"
-    shim.start()
-    with pytest.raises(BadRequestError):
-        es.ml.start_trained_model_deployment(model_id="restart_model")
-    wait_for(lambda: es.ml.get_trained_models_stats(model_id="restart_model")["trained_model_stats"][0][
-        "deployment_stats"]["state"] == "started", what="restart_model to be started")
-    result = es.ml.infer_trained_model(model_id="restart_model", docs=[{"input": "these are my words"}])
-    assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}]
-    es.ml.delete_trained_model(model_id="restart_model", force=True)
 
 
 def test_security_from_a_kubernetes_secret(localkube, kube, models, tmp_path):
