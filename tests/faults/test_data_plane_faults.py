@@ -93,7 +93,8 @@ async def poll(predicate: Callable[[], Any], timeout: float, what: str, interval
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-async def under_load(url: str, clients: int, scenario: Callable[[], Awaitable[dict[str, float]]]) -> tuple[Record, dict[str, float]]:
+async def under_load(url: str, clients: int,
+                     scenario: Callable[[], Awaitable[dict[str, float]]]) -> tuple[Record, dict[str, float]]:
     """Run `scenario` while `clients` closed-loop clients infer through `url`; the load stops
     when the scenario ends (or after 150 s at most)."""
     record, stop = Record(), asyncio.Event()

@@ -556,7 +556,7 @@ class Shim:
         try:
             return await self._infer_on(target, payload, n_docs, deadline, timeout)
         except WorkerUnreachable as err:
-            self._unreachable[target.address] = time.monotonic()
+            self._mark_unreachable(target)
             retry = fallback(reachable(targets, self._unreachable, time.monotonic(), UNREACHABLE_HOLD_SECONDS),
                              target, self.outstanding)
             if retry is None:
@@ -566,8 +566,14 @@ class Shim:
         try:
             return await self._infer_on(retry, payload, n_docs, deadline, timeout)
         except WorkerUnreachable as err:
-            self._unreachable[retry.address] = time.monotonic()
+            self._mark_unreachable(retry)
             raise err.error from None
+
+    def _mark_unreachable(self, target: Target) -> None:
+        now = time.monotonic()
+        # forget what is past its hold, so workers long gone do not accumulate
+        self._unreachable = {a: t for a, t in self._unreachable.items() if now - t < UNREACHABLE_HOLD_SECONDS}
+        self._unreachable[target.address] = now
 
     async def _infer_on(self, target: Target, payload: Object, n_docs: int, deadline: float,
                         timeout: TimeValue) -> bytes:
