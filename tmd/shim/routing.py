@@ -7,6 +7,10 @@ the same proportion as the weighted random choice, but it never piles documents 
 whose queue is already long (random choice does, by chance, and that is where 429s and p99
 latency come from), and it adapts at once when a node is slow. Ties go to the route with more
 allocations, then to the node name, so the choice is deterministic and testable.
+
+A worker the shim could not reach (killed, restarting, its node gone) is left out for a short
+while (`reachable`), and a request it failed is tried once more elsewhere (`fallback`): the
+routing table lags behind such a fault by however long the operator takes to see it.
 """
 
 from __future__ import annotations
@@ -63,3 +67,17 @@ def split_docs(n_docs: int, targets: Sequence[Target], outstanding: Mapping[str,
         slices.append((target, start, start + count))
         start += count
     return slices
+
+
+def reachable(targets: Sequence[Target], unreachable: Mapping[str, float], now: float, hold: float) -> list[Target]:
+    """The targets not found unreachable in the last `hold` seconds (`unreachable`: address →
+    when). All of them when that leaves none: trying a worker that may be back is better than
+    refusing outright, and the attempt costs one failed connection."""
+    out = [t for t in targets if now - unreachable.get(t.address, float("-inf")) >= hold]
+    return out or list(targets)
+
+
+def fallback(targets: Sequence[Target], failed: Target, outstanding: Mapping[str, int]) -> Target | None:
+    """Where to retry a slice that `failed` could not take: another target by `choose`, or None."""
+    others = [t for t in targets if t.address != failed.address]
+    return choose(others, outstanding) if others else None

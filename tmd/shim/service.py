@@ -28,7 +28,7 @@ from tmd.api.trained_model import parse_trained_model_config
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views
 from tmd.shim.kube import Conflict, ShimKube
-from tmd.shim.routing import Target, split_docs, started_targets
+from tmd.shim.routing import Target, fallback, reachable, split_docs, started_targets
 from tmd.store.directory import DEFINITION_FILE, VOCABULARY_FILE, DirectoryStore, part_validation_errors, uri_for
 
 log = logging.getLogger("tmd.shim")
@@ -39,6 +39,11 @@ INFER_TIMEOUT = TimeValue(10.0, "10s")
 ROUTE_CACHE_SECONDS = 1.0
 ROUTE_STALE_SECONDS = 10.0
 WORKER_GRACE_SECONDS = 5.0
+# How long a worker that could not be reached is left out of routing. Long enough to cover the
+# operator marking its route failed and the route cache catching up (together about a second),
+# short enough that a worker restarted in place (which takes seconds to load its model before
+# its route is started again) gets traffic as soon as its route says it can.
+UNREACHABLE_HOLD_SECONDS = 2.0
 POLL_SECONDS = 0.2
 
 
@@ -64,6 +69,7 @@ class Shim:
         self._routes: dict[str, tuple[float, Object, list[Target]]] = {}
         self._refreshing: dict[str, asyncio.Future[Any]] = {}
         self._resolved: dict[str, tuple[float, str]] = {}  # id or alias → deployment id, like _routes
+        self._unreachable: dict[str, float] = {}  # worker address → when a connection to it last failed
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop
@@ -521,16 +527,19 @@ class Shim:
         if not isinstance(docs, list) or not docs:
             raise ValidationFailed(["at least one document is required"])
         timeout = parse_time_value(query.get("timeout") or body.get("timeout") or "10s", "timeout")
-        deployment_id, _, targets = await self.resolve_deployment(id_)
+        _, _, targets = await self.resolve_deployment(id_)
+        targets = reachable(targets, self._unreachable, time.monotonic(), UNREACHABLE_HOLD_SECONDS)
         payload: Object = {"inference_config": body["inference_config"]} if body.get("inference_config") else {}
         payload["timeout"] = timeout.text
         slices = split_docs(len(docs), targets, self.outstanding)
         # The worker answers 408 itself when `timeout` passes; this bound only covers a worker
-        # that stopped answering altogether.
-        limit = aiohttp.ClientTimeout(total=(timeout.seconds or 0) + WORKER_GRACE_SECONDS)
+        # that stopped answering altogether (and a retry elsewhere, which gets what is left).
+        deadline = time.monotonic() + (timeout.seconds or 0) + WORKER_GRACE_SECONDS
         if len(slices) == 1:
-            return await self._infer_on(slices[0][0], {**payload, "docs": docs}, len(docs), limit, timeout)
-        results = await asyncio.gather(*(self._infer_on(t, {**payload, "docs": docs[a:b]}, b - a, limit, timeout)
+            return await self._infer_slice(targets, slices[0][0], {**payload, "docs": docs}, len(docs), deadline,
+                                           timeout)
+        results = await asyncio.gather(*(self._infer_slice(targets, t, {**payload, "docs": docs[a:b]}, b - a,
+                                                           deadline, timeout)
                                          for t, a, b in slices), return_exceptions=True)
         out: list[Object] = []
         for result in results:
@@ -539,20 +548,54 @@ class Shim:
             out.extend(json.loads(result)["inference_results"])
         return json.dumps({"inference_results": out}, separators=(",", ":")).encode()
 
-    async def _infer_on(self, target: Target, payload: Object, n_docs: int, limit: aiohttp.ClientTimeout,
+    async def _infer_slice(self, targets: list[Target], target: Target, payload: Object, n_docs: int,
+                           deadline: float, timeout: TimeValue) -> bytes:
+        """A slice on `target`; when that worker cannot be reached or drops the connection before
+        answering, once more on another target. Inference has no side effects, so the retry is
+        safe; it turns a worker that just died into latency instead of an error for the client."""
+        try:
+            return await self._infer_on(target, payload, n_docs, deadline, timeout)
+        except WorkerUnreachable as err:
+            self._mark_unreachable(target)
+            retry = fallback(reachable(targets, self._unreachable, time.monotonic(), UNREACHABLE_HOLD_SECONDS),
+                             target, self.outstanding)
+            if retry is None:
+                raise err.error from None
+            log.info("worker unreachable, retrying elsewhere node=%s retry_node=%s error=%s", target.node,
+                     retry.node, err.error.reason)
+        try:
+            return await self._infer_on(retry, payload, n_docs, deadline, timeout)
+        except WorkerUnreachable as err:
+            self._mark_unreachable(retry)
+            raise err.error from None
+
+    def _mark_unreachable(self, target: Target) -> None:
+        now = time.monotonic()
+        # forget what is past its hold, so workers long gone do not accumulate
+        self._unreachable = {a: t for a, t in self._unreachable.items() if now - t < UNREACHABLE_HOLD_SECONDS}
+        self._unreachable[target.address] = now
+
+    async def _infer_on(self, target: Target, payload: Object, n_docs: int, deadline: float,
                         timeout: TimeValue) -> bytes:
+        """The worker's 200 body; its error raised as it gave it; WorkerUnreachable when no
+        answer came back at all (refused, reset, disconnected, cut short)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:  # a retry after the first attempt used up the time
+            raise StatusException(f"timeout [{timeout.text}] waiting for inference result", 408)
         self.outstanding[target.address] = self.outstanding.get(target.address, 0) + n_docs
         try:
-            async with self.session().post(f"http://{target.address}/infer", json=payload, timeout=limit) as response:
+            async with self.session().post(f"http://{target.address}/infer", json=payload,
+                                           timeout=aiohttp.ClientTimeout(total=remaining)) as response:
                 raw = await response.read()
                 status = response.status
         except asyncio.TimeoutError:
             raise StatusException(f"timeout [{timeout.text}] waiting for inference result", 408) from None
         except (aiohttp.ClientError, OSError) as err:
-            raise StatusException(f"inference process on node [{target.node}] is not reachable: "
-                                  f"{type(err).__name__}", 409) from None
+            raise WorkerUnreachable(StatusException(f"inference process on node [{target.node}] is not reachable: "
+                                                    f"{type(err).__name__}", 409)) from None
         finally:
             self.outstanding[target.address] -= n_docs
+        self._unreachable.pop(target.address, None)
         if status != 200:
             raise worker_error(_json_or_none(raw), status)
         return raw
@@ -603,6 +646,14 @@ class Shim:
 
         nodes = await asyncio.gather(*(one(n, r) for n, r in sorted(table.items())))
         return views.deployment_stats(deployment, model, list(nodes))
+
+
+class WorkerUnreachable(Exception):
+    """No answer from a worker: `error` is what the client gets if no other worker takes the request."""
+
+    def __init__(self, error: StatusException) -> None:
+        super().__init__(error.reason)
+        self.error = error
 
 
 def worker_error(body: Any, status: int) -> ElasticsearchError:
