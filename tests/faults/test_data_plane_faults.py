@@ -39,7 +39,7 @@ DOCS = {"docs": [{"input": "these are my words"}]}
 ES_ERRORS = {200, 408, 409, 429, 503}  # what a client may get: a result, or an Elasticsearch error
 QUEUE_FULL = "inference process queue is full. Unable to execute command"
 OVERLOAD_SECONDS = float(os.environ.get("TMD_OVERLOAD_SECONDS", "30"))
-SLOW_MODEL_SECONDS = 0.1
+SLOW_MODEL_SECONDS = 0.25  # slow enough that 10x its capacity is light work for the shim and the client
 QUEUE_CAPACITY = 10
 # Overload requests may wait up to a minute: then a queue that did not hold its bound would show
 # as waits far beyond the bound below, not be cut short by the default 10 s timeout.

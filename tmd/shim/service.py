@@ -44,6 +44,9 @@ WORKER_GRACE_SECONDS = 5.0
 # short enough that a worker restarted in place (which takes seconds to load its model before
 # its route is started again) gets traffic as soon as its route says it can.
 UNREACHABLE_HOLD_SECONDS = 2.0
+# Connecting to a worker takes milliseconds; on a real network a dead pod's IP may drop packets
+# instead of refusing, so a connection not made within this is a worker gone, tried elsewhere.
+CONNECT_TIMEOUT_SECONDS = 1.0
 POLL_SECONDS = 0.2
 
 
@@ -583,11 +586,15 @@ class Shim:
         if remaining <= 0:  # a retry after the first attempt used up the time
             raise StatusException(f"timeout [{timeout.text}] waiting for inference result", 408)
         self.outstanding[target.address] = self.outstanding.get(target.address, 0) + n_docs
+        limit = aiohttp.ClientTimeout(total=remaining, sock_connect=min(CONNECT_TIMEOUT_SECONDS, remaining))
         try:
             async with self.session().post(f"http://{target.address}/infer", json=payload,
-                                           timeout=aiohttp.ClientTimeout(total=remaining)) as response:
+                                           timeout=limit) as response:
                 raw = await response.read()
                 status = response.status
+        except aiohttp.ConnectionTimeoutError as err:  # before TimeoutError, which it also is
+            raise WorkerUnreachable(StatusException(f"inference process on node [{target.node}] is not reachable: "
+                                                    f"{type(err).__name__}", 409)) from None
         except asyncio.TimeoutError:
             raise StatusException(f"timeout [{timeout.text}] waiting for inference result", 408) from None
         except (aiohttp.ClientError, OSError) as err:
@@ -595,9 +602,13 @@ class Shim:
                                                     f"{type(err).__name__}", 409)) from None
         finally:
             self.outstanding[target.address] -= n_docs
-        self._unreachable.pop(target.address, None)
         if status != 200:
-            raise worker_error(_json_or_none(raw), status)
+            error = worker_error(_json_or_none(raw), status)
+            if nothing_ran(status, error.reason):  # draining or still loading: another worker may take it
+                raise WorkerUnreachable(error)
+            self._unreachable.pop(target.address, None)
+            raise error
+        self._unreachable.pop(target.address, None)
         return raw
 
     async def clear_cache(self, deployment_id: str) -> Object:
@@ -648,10 +659,18 @@ class Shim:
         return views.deployment_stats(deployment, model, list(nodes))
 
 
-class WorkerUnreachable(Exception):
-    """No answer from a worker: `error` is what the client gets if no other worker takes the request."""
+def nothing_ran(status: int, reason: str) -> bool:
+    """A worker's refusal that says the documents never reached its model (tmd/worker/app.py):
+    429 after SIGTERM while it drains, 409 while it loads. Safe to send elsewhere."""
+    return ((status == 429 and reason == "inference process worker service has shutdown")
+            or (status == 409 and reason.endswith("] process context missing")))
 
-    def __init__(self, error: StatusException) -> None:
+
+class WorkerUnreachable(Exception):
+    """No answer from a worker, or one that says nothing ran: `error` is what the client gets if
+    no other worker takes the request."""
+
+    def __init__(self, error: ElasticsearchError) -> None:
         super().__init__(error.reason)
         self.error = error
 
