@@ -17,7 +17,9 @@ hundreds of generated starts would take minutes and test the operator, which has
 from __future__ import annotations
 
 import base64
+import collections
 import json
+import os
 from typing import Any
 
 import httpx
@@ -38,7 +40,7 @@ from tmd.tinymodels.builders import script_bytes  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=1, node_cpus="2", node_memory="4Gi")]
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = int(os.environ.get("TMD_FUZZ_EXAMPLES", "12"))  # per operation; more for a longer local hunt
 SEED = 20261122
 VOCAB = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
 DEFINED, BARE, ALIAS = "test_model", "bare_model", "test_alias"
@@ -48,7 +50,7 @@ ERROR_BODY = Draft202012Validator(openapi.ERROR)
 CONFIG = schemathesis.Config.from_dict({
     "seed": SEED,
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True},
-    "phases": {"examples": {"enabled": True}, "coverage": {"enabled": False}, "fuzzing": {"enabled": True},
+    "phases": {"examples": {"enabled": True}, "coverage": {"enabled": os.environ.get("TMD_FUZZ_COVERAGE") == "1"}, "fuzzing": {"enabled": True},
                "stateful": {"enabled": False}},
 })
 
@@ -142,12 +144,27 @@ def es_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+ANSWERS: collections.Counter[tuple[str, int]] = collections.Counter()
+
+
 @schema.parametrize()
 def test_fuzz_shim_api(case, shim):
     _bound_waits(case)
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
                                                    response_schema_conformance, status_code_conformance)
-    case.call_and_validate(checks=[not_a_server_error, status_code_conformance, content_type_conformance,
+    response = case.call_and_validate(checks=[not_a_server_error, status_code_conformance, content_type_conformance,
                                    response_schema_conformance, negative_data_rejection, es_error_shape],
                            base_url=shim.url, timeout=30)
+    ANSWERS[(f"{case.method.upper()} {case.path}", response.status_code)] += 1
+
+
+def test_fuzz_summary(shim):
+    """What the fuzzing above sent and got (printed with -s; runs after it in file order)."""
+    total = sum(ANSWERS.values())
+    by_status = collections.Counter()
+    for (_, status), n in ANSWERS.items():
+        by_status[status] += n
+    print(f"\nfuzzed {total} requests over {len({op for op, _ in ANSWERS})} operations: {dict(sorted(by_status.items()))}")
+    for (op, status), n in sorted(ANSWERS.items()):
+        print(f"  {op} -> {status}: {n}")

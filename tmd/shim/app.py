@@ -170,8 +170,12 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         if unknown:
             raise ParseError(f"[stop_trained_model_deployment] unknown field [{unknown[0]}]",
                              type="x_content_parse_exception")
+        if not isinstance(body.get("id", ""), str):
+            raise ParseError("[stop_trained_model_deployment] failed to parse field [id]",
+                             type="x_content_parse_exception")
+        for name in ("allow_no_match", "force", "finish_pending_work"):  # the body is parsed before the query
+            parse_bool(name, body.get(name), False)
         merged = {**body, **query}
-        parse_bool("finish_pending_work", merged.get("finish_pending_work"), False)
         return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),
                                            parse_bool("force", merged.get("force"), False)))
 
