@@ -72,6 +72,9 @@ def test_stop_body_unknown_field_and_non_string_id(app):
     es_error(call(app, "POST", M + "/d/deployment/_stop", {"bogus": 1}), 400, "x_content_parse_exception",
              "[stop_trained_model_deployment] unknown field [bogus]")
     es_error(call(app, "POST", M + "/d/deployment/_stop", {"id": 5}), 400, "x_content_parse_exception")
+    es_error(call(app, "POST", M + "/d/deployment/_stop?finish_pending_work=true", {"finish_pending_work": None}),
+             400, "x_content_parse_exception", "[stop_trained_model_deployment] failed to parse field "
+             "[finish_pending_work]")
 
 
 @pytest.mark.parametrize("name", ["pretty", "human", "error_trace"])

@@ -29,6 +29,10 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis>=4 (test
 from hypothesis import strategies as st  # noqa: E402
 from jsonschema import Draft202012Validator  # noqa: E402
 
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,  # noqa: E402
+                                               response_schema_conformance, status_code_conformance)
+
 from tests.operator.e2e import install_crds  # noqa: E402
 from tests.shim.support import ShimProcess, ordered_parts  # noqa: E402
 from tmd.api.errors import ElasticsearchError  # noqa: E402
@@ -40,7 +44,7 @@ from tmd.tinymodels.builders import script_bytes  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=1, node_cpus="2", node_memory="4Gi")]
 
-MAX_EXAMPLES = int(os.environ.get("TMD_FUZZ_EXAMPLES", "12"))  # per operation; more for a longer local hunt
+MAX_EXAMPLES = int(os.environ.get("TMD_FUZZ_EXAMPLES", "30"))  # per operation; more for a longer local hunt
 SEED = 20261122
 VOCAB = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
 DEFINED, BARE, ALIAS = "test_model", "bare_model", "test_alias"
@@ -89,29 +93,25 @@ def _seed(url: str) -> None:
 
 # Path parameters that name things that exist, so the fuzzer gets past the 404s.
 EXISTING: dict[str, list[str]] = {
-    "model_id": [DEFINED, BARE, ALIAS, "_all", "*", f"{DEFINED},{BARE}", "test_*"],
+    "model_id": [DEFINED, DEFINED, DEFINED, ALIAS, BARE, "_all", "*", f"{DEFINED},{BARE}", "test_*", "fuzz_model",
+                 "fuzz_deployment"],
     "model_alias": [ALIAS, "other_alias"], "part": ["0", "1", "-1", "10000"],
     "name": [resource_name(DEFINED), resource_name(BARE)],
     "filename": ["model.pt", "vocabulary.json", "definition.json", "parts"],
 }
 
+# Values that parse, swapped in for half the cases, so that starts get past parameter parsing.
+REALISTIC: dict[str, list[Any]] = {
+    "timeout": ["1s", "500ms", "0", "-1"], "master_timeout": ["1s"], "cache_size": ["0", "10kb", "1mb"],
+    "deployment_id": ["fuzz_deployment", "another_deployment", DEFINED, BARE],
+    "number_of_allocations": [1, 2], "threads_per_allocation": [1, 2], "queue_capacity": [1, 1024],
+    "model_threads": [1], "inference_threads": [1], "model_type": ["pytorch"], "tags": [[], ["fuzz"]],
+}
+
+REQUIRED = {"inference_config", "docs", "definition", "total_definition_length", "total_parts", "vocabulary"}
+
 # The description the shim serves (test_openapi.py checks that it serves exactly this one).
 schema = schemathesis.openapi.from_dict(openapi.build("9.1.0", auth=False), config=CONFIG)
-
-
-@schema.hook
-def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
-    """Half the cases keep the generated path parameters, half name existing things (but a
-    DELETE never removes the defined model or its alias, which later cases need)."""
-    if not path_parameters:
-        return st.just(path_parameters)
-    operation = context.operation
-    deleting = operation is not None and operation.method.upper() == "DELETE" and \
-        operation.path == openapi.M + "/{model_id}"
-    named = {k: [v for v in EXISTING.get(k, []) if not (deleting and v in (DEFINED, ALIAS))]
-             for k in path_parameters}
-    return st.one_of(st.just(path_parameters), st.fixed_dictionaries(
-        {k: st.sampled_from(v) if v else st.just(path_parameters[k]) for k, v in named.items()}))
 
 
 def _bound_waits(case: Any) -> None:
@@ -144,27 +144,82 @@ def es_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+def _realistic(values: Any, *, put_model: bool = False) -> Any:
+    if not isinstance(values, dict):
+        return st.just(values)
+    fields = {k: st.sampled_from(REALISTIC[k]) if k in REALISTIC else st.just(v) for k, v in values.items()
+              if k in REALISTIC or k in REQUIRED}
+    optional = {k: st.just(v) for k, v in values.items() if k not in fields and k != "model_id"}
+    if put_model:
+        fields.setdefault("model_type", st.just("pytorch"))
+    # other fields each kept or dropped, or all dropped
+    return st.one_of(st.fixed_dictionaries(fields, optional=optional), st.fixed_dictionaries(fields))
+
+
+def _steered(case: Any) -> Any:
+    """The case with path parameters naming things that exist and query/body values that parse
+    (a DELETE never removes the defined model or its alias, which later cases need)."""
+    path = case.path_parameters or {}
+    deleting = case.method.upper() == "DELETE" and case.path == openapi.M + "/{model_id}"
+    named = {k: [v for v in EXISTING.get(k, []) if not (deleting and v in (DEFINED, ALIAS))] for k in path}
+    put_model = case.method.upper() == "PUT" and case.path == openapi.M + "/{model_id}"
+
+    def apply(parts: dict[str, Any]) -> Any:
+        # Assigning a part marks it for revalidation; an absent body would then count as invalid.
+        for name, value in (("path_parameters", parts["path"]), ("query", parts["query"]), ("body", parts["body"])):
+            if value and value != getattr(case, name):
+                setattr(case, name, value)
+        return case
+
+    return st.fixed_dictionaries({
+        "path": st.fixed_dictionaries({k: st.sampled_from(v) if v else st.just(path[k]) for k, v in named.items()}),
+        "query": _realistic(case.query), "body": _realistic(case.body, put_model=put_model),
+    }).map(apply)
+
+
+@schema.hook
+def filter_query(context: Any, query: Any) -> bool:
+    """A parameter whose value is an empty list is not sent at all, so a case made invalid only by
+    one would arrive valid and be reported as "invalid data accepted": leave those out."""
+    return not any(value == [] for value in (query or {}).values())
+
+
+@schema.hook
+def flatmap_case(context: Any, case: Any) -> Any:
+    """Two thirds of the valid cases are steered past the 404s and parse errors, to reach what lies behind."""
+    if case.meta is None or case.meta.generation.mode != schemathesis.GenerationMode.POSITIVE:
+        return st.just(case)
+    return st.sampled_from([False, True, True]).flatmap(lambda steer: _steered(case) if steer else st.just(case))
+
+
 ANSWERS: collections.Counter[tuple[str, int]] = collections.Counter()
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          negative_data_rejection]
 
 
 @schema.parametrize()
 def test_fuzz_shim_api(case, shim):
     _bound_waits(case)
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
-                                                   response_schema_conformance, status_code_conformance)
-    response = case.call_and_validate(checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                                   response_schema_conformance, negative_data_rejection, es_error_shape],
-                           base_url=shim.url, timeout=30)
+    response = case.call_and_validate(checks=[*CHECKS, es_error_shape], base_url=shim.url, timeout=30)
     ANSWERS[(f"{case.method.upper()} {case.path}", response.status_code)] += 1
+    if os.environ.get("TMD_FUZZ_REASONS") and response.status_code >= 400 and case.method.upper() != "HEAD":
+        print("REASON", case.method.upper(), case.path, response.status_code,
+              json.loads(response.content)["error"]["reason"][:150])
 
 
-def test_fuzz_summary(shim):
-    """What the fuzzing above sent and got (printed with -s; runs after it in file order)."""
-    total = sum(ANSWERS.values())
-    by_status = collections.Counter()
+def test_every_operation_was_fuzzed(shim):
+    """Runs after the fuzzing (file order): every described operation got requests, and what they got
+    is printed (`-s`) as the record of the run."""
+    by_status: collections.Counter[int] = collections.Counter()
     for (_, status), n in ANSWERS.items():
         by_status[status] += n
-    print(f"\nfuzzed {total} requests over {len({op for op, _ in ANSWERS})} operations: {dict(sorted(by_status.items()))}")
+    operations = {op for op, _ in ANSWERS}
+    print(f"\nfuzzed {sum(ANSWERS.values())} requests over {len(operations)} operations: "
+          f"{dict(sorted(by_status.items()))}")
     for (op, status), n in sorted(ANSWERS.items()):
         print(f"  {op} -> {status}: {n}")
+    described = {f"{method.upper()} {path}" for path, ops in schema.raw_schema["paths"].items() for method in ops}
+    assert operations == described
+    assert all(status < 500 for status in by_status)

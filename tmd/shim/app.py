@@ -174,6 +174,9 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
             raise ParseError("[stop_trained_model_deployment] failed to parse field [id]",
                              type="x_content_parse_exception")
         for name in ("allow_no_match", "force", "finish_pending_work"):  # the body is parsed before the query
+            if name in body and body[name] is None:
+                raise ParseError(f"[stop_trained_model_deployment] failed to parse field [{name}]",
+                                 type="x_content_parse_exception")
             parse_bool(name, body.get(name), False)
         merged = {**body, **query}
         return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),

@@ -106,9 +106,9 @@ _FLAG: Schema = {"type": ["boolean", "string"], "enum": [True, False, ""]}
 _BOOL: Schema = {"type": "boolean"}
 _INT: Schema = {"type": "integer"}
 # Elasticsearch's Duration and ByteSize (tsspec _types/Time.ts, _types/common.ts)
-_DURATION: Schema = {"type": "string", "description": "A time value: a number and a unit (nanos, micros, ms, s, m, "
+_DURATION: Schema = {"anyOf": [{"type": "string"}, {"enum": [-1, 0]}], "description": "A time value: a number and a unit (nanos, micros, ms, s, m, "
                                                       "h, d), or -1 (no limit) or 0.", "examples": ["10s", "500ms"]}
-_BYTE_SIZE: Schema = {"type": ["string", "integer"], "description": "A byte size: 0 or a number and a unit (b, kb, "
+_BYTE_SIZE: Schema = {"anyOf": [{"type": "string"}, {"enum": [0]}], "description": "A byte size: 0 or a number and a unit (b, kb, "
                                                                     "mb, gb, tb, pb).", "examples": ["10kb", "0"]}
 
 GLOBAL_PARAMS: dict[str, tuple[Schema, str]] = {
