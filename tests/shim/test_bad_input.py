@@ -118,3 +118,13 @@ def test_wrong_method_names_the_allowed_ones_and_sets_allow(app):
              "allowed: [POST]")
     assert response.headers["allow"] == "POST"
     assert call(app, "DELETE", "/").headers["allow"] == "GET,HEAD"
+
+
+@pytest.mark.parametrize("path", [M + "/d/deployment/_stop", M + "/m/deployment/_start", M + "/d/deployment/_update"])
+@pytest.mark.parametrize("raw", [b"null", b"[]", b"3"])
+def test_a_body_that_is_not_an_object_is_refused(app, path, raw):
+    # was: `null` read as "no body", so a stop with body `null` stopped deployments
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim") as c:
+            return await c.post(path, content=raw, headers={"content-type": "application/json"})
+    es_error(asyncio.run(go()), 400, "parse_exception", "request body must be an object")

@@ -221,5 +221,5 @@ def test_every_operation_was_fuzzed(shim):
     for (op, status), n in sorted(ANSWERS.items()):
         print(f"  {op} -> {status}: {n}")
     described = {f"{method.upper()} {path}" for path, ops in schema.raw_schema["paths"].items() for method in ops}
-    assert operations == described
+    assert described <= operations  # (the coverage phase also sends undocumented methods: 405)
     assert all(status < 500 for status in by_status)

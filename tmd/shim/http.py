@@ -36,9 +36,12 @@ def parse_body(raw: bytes, content_type: str | None, *, required: bool = False) 
     if not is_json_media_type(content_type):
         raise IllegalArgument(f"Content-Type header [{content_type}] is not supported")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except ValueError as err:
         raise ParseError(f"Failed to parse content to map: {err}", type="x_content_parse_exception") from None
+    if not isinstance(value, dict):  # every body these APIs take is an object (`null` is not "no body")
+        raise ParseError("request body must be an object")
+    return value
 
 
 def check_params(path: str, query: Mapping[str, str], allowed: Iterable[str],
