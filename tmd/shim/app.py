@@ -163,22 +163,7 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     @app.post(M + "/{deployment_id}/deployment/_stop")
     async def stop(deployment_id: str, request: Request) -> Response:
         query = q(request, *params("ml.stop_trained_model_deployment"))
-        body = await body_of(request) or {}
-        if not isinstance(body, dict):
-            raise ParseError("request body must be an object")
-        unknown = [k for k in body if k not in ("id", "allow_no_match", "force", "finish_pending_work")]
-        if unknown:
-            raise ParseError(f"[stop_trained_model_deployment] unknown field [{unknown[0]}]",
-                             type="x_content_parse_exception")
-        if not isinstance(body.get("id", ""), str):
-            raise ParseError("[stop_trained_model_deployment] failed to parse field [id]",
-                             type="x_content_parse_exception")
-        for name in ("allow_no_match", "force", "finish_pending_work"):  # the body is parsed before the query
-            if name in body and body[name] is None:
-                raise ParseError(f"[stop_trained_model_deployment] failed to parse field [{name}]",
-                                 type="x_content_parse_exception")
-            parse_bool(name, body.get(name), False)
-        merged = {**body, **query}
+        merged = {**stop_body(await body_of(request) or {}), **query}
         return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),
                                            parse_bool("force", merged.get("force"), False)))
 
@@ -243,6 +228,23 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         return ok(request, description)
 
     return ElasticProductHeader(InferFastPath(app, shim, auth))  # type: ignore[return-value]
+
+
+_STOP = "stop_trained_model_deployment"
+
+
+def stop_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The stop request's body as its ObjectParser reads it (before the query is applied): known
+    fields only, `id` a string, the booleans booleans."""
+    unknown = [k for k in body if k not in ("id", "allow_no_match", "force", "finish_pending_work")]
+    if unknown:
+        raise ParseError(f"[{_STOP}] unknown field [{unknown[0]}]", type="x_content_parse_exception")
+    for name, value in body.items():
+        if value is None or (name == "id" and not isinstance(value, str)):
+            raise ParseError(f"[{_STOP}] failed to parse field [{name}]", type="x_content_parse_exception")
+        if name != "id":
+            parse_bool(name, value, False)
+    return body
 
 
 # RestRequest.Method's order, in which Elasticsearch lists the allowed methods of a path.
