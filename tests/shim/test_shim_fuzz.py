@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.localkube(nodes=1, node_cpus="2", no
 MAX_EXAMPLES = int(os.environ.get("TMD_FUZZ_EXAMPLES", "30"))  # per operation; more for a longer local hunt
 SEED = int(os.environ.get("TMD_FUZZ_SEED", "20261122"))
 VOCAB = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
-DEFINED, BARE, ALIAS = "test_model", "bare_model", "test_alias"
+DEFINED, BARE, ALIAS, DEPLOYED = "test_model", "bare_model", "test_alias", "seeded_deployment"
 START_WAIT_CAP = 1.0
 ERROR_BODY = Draft202012Validator(openapi.ERROR)
 
@@ -89,12 +89,15 @@ def _seed(url: str) -> None:
             assert response.status_code == 200, response.text
         assert client.put(f"/_ml/trained_models/{DEFINED}/vocabulary", json={"vocabulary": VOCAB}).status_code == 200
         assert client.put(f"/_ml/trained_models/{DEFINED}/model_aliases/{ALIAS}").status_code == 200
+        started = client.post(f"/_ml/trained_models/{DEFINED}/deployment/_start",
+                              params={"deployment_id": DEPLOYED, "wait_for": "starting"})
+        assert started.status_code == 200, started.text
 
 
 # Path parameters that name things that exist, so the fuzzer gets past the 404s.
 EXISTING: dict[str, list[str]] = {
-    "model_id": [DEFINED, DEFINED, DEFINED, ALIAS, BARE, "_all", "*", f"{DEFINED},{BARE}", "test_*", "fuzz_model",
-                 "fuzz_deployment"],
+    "model_id": [DEFINED, DEFINED, DEFINED, ALIAS, BARE, DEPLOYED, DEPLOYED, "_all", "*", f"{DEFINED},{BARE}", "test_*",
+                 "fuzz_model", "fuzz_deployment"],
     "model_alias": [ALIAS, "other_alias"], "part": ["0", "1", "-1", "10000"],
     "name": [resource_name(DEFINED), resource_name(BARE)],
     "filename": ["model.pt", "vocabulary.json", "definition.json", "parts"],
@@ -103,7 +106,7 @@ EXISTING: dict[str, list[str]] = {
 # Values that parse, swapped in for the steered cases, so that starts get past parameter parsing.
 REALISTIC: dict[str, list[Any]] = {
     "timeout": ["1s", "500ms", "0", "-1"], "master_timeout": ["1s"], "cache_size": ["0", "10kb", "1mb"],
-    "deployment_id": ["fuzz_deployment", "another_deployment", DEFINED, BARE],
+    "deployment_id": ["fuzz_deployment", "fuzz_deployment_2", "fuzz_deployment_3", "fuzz_deployment_4", DEFINED, BARE],
     "number_of_allocations": [1, 2], "threads_per_allocation": [1, 2], "queue_capacity": [1, 1024],
     "model_threads": [1], "inference_threads": [1], "model_type": ["pytorch"], "tags": [[], ["fuzz"]],
 }
@@ -157,11 +160,15 @@ def _realistic(values: Any, *, put_model: bool = False) -> Any:
 
 
 def _steered(case: Any) -> Any:
-    """The case with path parameters naming things that exist and query/body values that parse
-    (a DELETE never removes the defined model or its alias, which later cases need)."""
+    """The case with path parameters naming things that exist and query/body values that parse.
+    Later cases need the defined model, its alias and the seeded deployment: a model DELETE or a
+    stop never names them (nor `_all`); a start always names the defined model."""
     path = case.path_parameters or {}
-    deleting = case.method.upper() == "DELETE" and case.path == openapi.M + "/{model_id}"
-    named = {k: [v for v in EXISTING.get(k, []) if not (deleting and v in (DEFINED, ALIAS))] for k in path}
+    keep = {(k, v) for k in ("model_id",) for v in (DEFINED, ALIAS, DEPLOYED, "_all", "*")} \
+        if case.method.upper() == "DELETE" and case.path == openapi.M + "/{model_id}" \
+        or case.path.endswith("/deployment/_stop") else set()
+    named = {k: [DEFINED] if k == "model_id" and case.path.endswith("/deployment/_start")
+             else [v for v in EXISTING.get(k, []) if (k, v) not in keep] for k in path}
     put_model = case.method.upper() == "PUT" and case.path == openapi.M + "/{model_id}"
 
     def apply(parts: dict[str, Any]) -> Any:
