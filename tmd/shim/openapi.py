@@ -157,13 +157,14 @@ PARAMS: dict[str, tuple[Schema, str]] = {
 
 FLAGS = frozenset(name for name, (schema, _) in {**GLOBAL_PARAMS, **PARAMS}.items() if schema is _FLAG)
 
-PATH_PARAMS: dict[str, str] = {
-    "model_id": "A model id; on read APIs also a comma list, wildcard or alias; on stop, update and cache clear a "
-                "deployment id.",
-    "model_alias": "The alias.",
-    "part": "Number of the definition part, from 0.",
-    "name": "The model's resource name.",
-    "filename": "model.pt or vocabulary.json.",
+_ID: Schema = {"type": "string", "minLength": 1}
+PATH_PARAMS: dict[str, tuple[Schema, str]] = {
+    "model_id": (_ID, "A model id; on read APIs also a comma list, wildcard or alias; on stop, update and cache "
+                      "clear a deployment id."),
+    "model_alias": (_ID, "The alias."),
+    "part": ({"type": "integer", "minimum": 0, "maximum": 9_999}, "Number of the definition part, from 0."),
+    "name": (_ID, "The model's resource name."),
+    "filename": (_ID, "model.pt or vocabulary.json."),
 }
 
 
@@ -379,8 +380,7 @@ def build(version: str, *, auth: bool) -> dict[str, Any]:
                 "operationId": endpoint.name + (f"-{i}" if i else ""),
                 "summary": endpoint.summary,
                 "parameters": [
-                    *(_parameter(p, "path", {"type": "string", "minLength": 1}, PATH_PARAMS[p], True)
-                      for p in _path_params(path)),
+                    *(_parameter(p, "path", *PATH_PARAMS[p], True) for p in _path_params(path)),
                     *(_parameter(p, "query", *PARAMS[p]) for p in endpoint.params),
                     *(_parameter(p, "query", *GLOBAL_PARAMS[p]) for p in GLOBAL_PARAMS),
                 ],
