@@ -20,12 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse, Response
 
-from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ResourceNotFound, ValidationFailed
+from tmd.api.errors import ElasticsearchError, ParseError, ResourceNotFound, ValidationFailed
 from tmd.api.http import ElasticProductHeader
-from tmd.shim import views
+from tmd.shim import openapi, views
 from tmd.shim.auth import Authenticator
-from tmd.shim.http import (check_params, error_response, json_response, parse_body,
+from tmd.shim.http import (check_params, error_response, is_pretty, json_response, page_params, parse_body,
                            parse_bool)
+from tmd.shim.openapi import params
 from tmd.shim.service import Shim
 
 log = logging.getLogger("tmd.shim.app")
@@ -33,15 +34,6 @@ log = logging.getLogger("tmd.shim.app")
 DEPRECATED_INFER_WARNING = ('299 Elasticsearch-{version} "[POST /_ml/trained_models/{{model_id}}/deployment/_infer] '
                             'is deprecated! Use [POST /_ml/trained_models/{{model_id}}/_infer] instead."')
 M = "/_ml/trained_models"
-
-
-def _int(name: str, value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]") from None
 
 
 def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
@@ -65,8 +57,12 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _no_route(request: Request, err: StarletteHTTPException) -> Response:
         if err.status_code == 405:
-            reason = (f"Incorrect HTTP method for uri [{request.url.path}] and method [{request.method}]")
-            return error_response(ElasticsearchError(reason, status=405, type="exception"))
+            allowed = allowed_methods((err.headers or {}).get("allow", (err.headers or {}).get("Allow", "")))
+            reason = f"Incorrect HTTP method for uri [{request.url.path}] and method [{request.method}]"
+            if allowed:
+                reason += f", allowed: [{', '.join(allowed)}]"
+            return error_response(ElasticsearchError(reason, status=405, type="exception"),
+                                  {"Allow": ",".join(allowed)} if allowed else None)
         reason = f"no handler found for uri [{request.url.path}] and method [{request.method}]"
         return error_response(ElasticsearchError(reason, status=400, type="exception"))
 
@@ -87,16 +83,16 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
 
     def q(request: Request, *allowed: str) -> dict[str, str]:
         query = dict(request.query_params)
-        check_params(request.url.path, query, allowed)
+        check_params(request.url.path, query, allowed, openapi.FLAGS)
         return query
 
     def ok(request: Request, body: Any, headers: dict[str, str] | None = None) -> Response:
-        return json_response(body, headers=headers, pretty="pretty" in request.query_params)
+        return json_response(body, headers=headers, pretty=is_pretty(request.query_params))
 
     # -- root
     @app.api_route("/", methods=["GET", "HEAD"])
     async def root(request: Request) -> Response:
-        q(request)
+        q(request, *params("info"))
         return ok(request, {
             "name": shim.settings.cluster_name, "cluster_name": shim.settings.cluster_name,
             "cluster_uuid": cluster_uuid,
@@ -109,93 +105,89 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     # -- models
     @app.put(M + "/{model_id}")
     async def put_model(model_id: str, request: Request) -> Response:
-        q(request, "defer_definition_decompression", "wait_for_completion")
+        q(request, *params("ml.put_trained_model"))
         return ok(request, await shim.put_model(model_id, await body_of(request, required=True)))
 
     @app.get(M)
     @app.get(M + "/{model_id}")
     async def get_models(request: Request, model_id: str | None = None) -> Response:
-        query = q(request, "allow_no_match", "include", "include_model_definition", "decompress_definition", "from",
-                  "size", "tags", "exclude_generated")
+        query = q(request, *params("ml.get_trained_models"))
         include = set(filter(None, (query.get("include") or "").split(",")))
         if parse_bool("include_model_definition", query.get("include_model_definition"), False):
             include.add("definition")
+        from_, size = page_params(query)
         return ok(request, await shim.get_models(
             model_id, allow_no_match=parse_bool("allow_no_match", query.get("allow_no_match"), True),
-            include=include, from_=_int("from", query.get("from"), 0), size=_int("size", query.get("size"), 100),
+            include=include, from_=from_, size=size,
             tags=list(filter(None, (query.get("tags") or "").split(",")))))
 
     @app.delete(M + "/{model_id}")
     async def delete_model(model_id: str, request: Request) -> Response:
-        query = q(request, "timeout", "force")
+        query = q(request, *params("ml.delete_trained_model"))
         return ok(request, await shim.delete_model(model_id, parse_bool("force", query.get("force"), False)))
 
     @app.put(M + "/{model_id}/definition/{part}")
     async def put_part(model_id: str, part: str, request: Request) -> Response:
-        q(request)
+        q(request, *params("ml.put_trained_model_definition_part"))
         return ok(request, await shim.put_definition_part(model_id, part, await body_of(request, required=True)))
 
     @app.put(M + "/{model_id}/vocabulary")
     async def put_vocabulary(model_id: str, request: Request) -> Response:
-        q(request)
+        q(request, *params("ml.put_trained_model_vocabulary"))
         return ok(request, await shim.put_vocabulary(model_id, await body_of(request, required=True)))
 
     @app.put(M + "/{model_id}/model_aliases/{alias}")
     async def put_alias(model_id: str, alias: str, request: Request) -> Response:
-        query = q(request, "reassign")
+        query = q(request, *params("ml.put_trained_model_alias"))
         return ok(request, await shim.put_alias(model_id, alias, parse_bool("reassign", query.get("reassign"), False)))
 
     @app.delete(M + "/{model_id}/model_aliases/{alias}")
     async def delete_alias(model_id: str, alias: str, request: Request) -> Response:
-        q(request)
+        q(request, *params("ml.delete_trained_model_alias"))
         return ok(request, await shim.delete_alias(model_id, alias))
 
     @app.get(M + "/_stats")
     @app.get(M + "/{model_id}/_stats")
     async def stats(request: Request, model_id: str | None = None) -> Response:
-        query = q(request, "allow_no_match", "from", "size")
+        query = q(request, *params("ml.get_trained_models_stats"))
         return ok(request, await shim.stats(model_id, parse_bool("allow_no_match", query.get("allow_no_match"), True),
-                                            _int("from", query.get("from"), 0), _int("size", query.get("size"), 100),
+                                            *page_params(query),
                                             human=parse_bool("human", query.get("human"), False)))
 
     # -- deployments
     @app.post(M + "/{model_id}/deployment/_start")
     async def start(model_id: str, request: Request) -> Response:
-        query = q(request, "cache_size", "deployment_id", "number_of_allocations", "threads_per_allocation",
-                  "priority", "queue_capacity", "timeout", "wait_for", "model_threads", "inference_threads")
+        query = q(request, *params("ml.start_trained_model_deployment"))
         return ok(request, await shim.start(model_id, await body_of(request), query))
 
     @app.post(M + "/{deployment_id}/deployment/_stop")
     async def stop(deployment_id: str, request: Request) -> Response:
-        query = q(request, "allow_no_match", "force", "finish_pending_work")
-        body = await body_of(request) or {}
-        if not isinstance(body, dict):
-            raise ParseError("request body must be an object")
-        merged = {**body, **query}
+        query = q(request, *params("ml.stop_trained_model_deployment"))
+        merged = {**stop_body(await body_of(request) or {}), **query}
         return ok(request, await shim.stop(deployment_id, parse_bool("allow_no_match", merged.get("allow_no_match"), True),
                                            parse_bool("force", merged.get("force"), False)))
 
     @app.post(M + "/{deployment_id}/deployment/_update")
     async def update(deployment_id: str, request: Request) -> Response:
-        query = q(request, "timeout", "master_timeout", "number_of_allocations")
+        query = q(request, *params("ml.update_trained_model_deployment"))
         return ok(request, await shim.update(deployment_id, await body_of(request), query))
 
     @app.post(M + "/{deployment_id}/deployment/cache/_clear")
     async def clear_cache(deployment_id: str, request: Request) -> Response:
-        q(request)
+        q(request, *params("ml.clear_trained_model_deployment_cache"))
         return ok(request, await shim.clear_cache(deployment_id))
 
     @app.post(M + "/{model_id}/_infer")
     async def infer(model_id: str, request: Request) -> Response:
-        query = q(request, "timeout")
+        query = q(request, *params("ml.infer_trained_model"))
         raw = await shim.infer_bytes(model_id, await body_of(request, required=True), query)
-        if "pretty" in request.query_params:
+        if is_pretty(request.query_params):
             return ok(request, json.loads(raw))
         return Response(raw, media_type="application/json")
 
     @app.post(M + "/{model_id}/deployment/_infer")
     async def infer_deprecated(model_id: str, request: Request) -> Response:
-        query = q(request, "timeout")
+        query = q(request, *params("ml.infer_trained_model_deployment"))
         body = await body_of(request, required=True)
         if isinstance(body, dict) and isinstance(body.get("docs"), list) and len(body["docs"]) > 1:
             raise ValidationFailed(["multiple documents are not supported"])
@@ -207,10 +199,11 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     @app.get("/_cat/ml/trained_models")
     @app.get("/_cat/ml/trained_models/{model_id}")
     async def cat_models(request: Request, model_id: str | None = None) -> Response:
-        query = q(request, "allow_no_match", "from", "size", "bytes", "format", "h", "help", "s", "time", "v")
+        query = q(request, *params("cat.ml_trained_models"))
+        from_, size = page_params(query)
         models = await shim.match_models(model_id, allow_no_match=parse_bool("allow_no_match",
                                                                              query.get("allow_no_match"), True))
-        models = models[_int("from", query.get("from"), 0):][:_int("size", query.get("size"), 100)]
+        models = models[from_:][:size]
         columns = views.cat_columns(query.get("h"))
         rows = [views.cat_row(m, shim.settings.version) for m in models]
         if query.get("format") == "json":
@@ -220,13 +213,47 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
 
     # -- the model store, for workers on other machines
     @app.get("/_tmd/store/{name}/{filename}")
-    async def store_file(name: str, filename: str) -> Response:
+    async def store_file(name: str, filename: str, request: Request) -> Response:
+        q(request, *params("tmd.store_file"))
         path = shim.store.file_for(name, filename)
         if path is None:
             raise ResourceNotFound(f"no stored file [{filename}] for model [{name}]")
         return FileResponse(path, media_type="application/octet-stream")
 
+    description = openapi.build(shim.settings.version, auth=auth is not None)
+
+    @app.get(openapi.OPENAPI_PATH)
+    async def openapi_description(request: Request) -> Response:
+        q(request, *params("tmd.openapi"))
+        return ok(request, description)
+
     return ElasticProductHeader(InferFastPath(app, shim, auth))  # type: ignore[return-value]
+
+
+_STOP = "stop_trained_model_deployment"
+
+
+def stop_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The stop request's body as its ObjectParser reads it (before the query is applied): known
+    fields only, `id` a string, the booleans booleans."""
+    unknown = [k for k in body if k not in ("id", "allow_no_match", "force", "finish_pending_work")]
+    if unknown:
+        raise ParseError(f"[{_STOP}] unknown field [{unknown[0]}]", type="x_content_parse_exception")
+    for name, value in body.items():
+        if value is None or (name == "id" and not isinstance(value, str)):
+            raise ParseError(f"[{_STOP}] failed to parse field [{name}]", type="x_content_parse_exception")
+        if name != "id":
+            parse_bool(name, value, False)
+    return body
+
+
+# RestRequest.Method's order, in which Elasticsearch lists the allowed methods of a path.
+_METHOD_ORDER = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE", "CONNECT")
+
+
+def allowed_methods(allow_header: str) -> list[str]:
+    methods = {m.strip().upper() for m in allow_header.split(",") if m.strip()}
+    return [m for m in _METHOD_ORDER if m in methods]
 
 
 _INFER_PATH = re.compile(r"^/_ml/trained_models/([^/]+)/_infer$")
@@ -252,7 +279,7 @@ class InferFastPath:
                 principal = self.auth.authenticate(headers.get("authorization"), scope["path"])
                 self.auth.authorize(principal, "POST", scope["path"])
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-            check_params(scope["path"], query, ("timeout",))
+            check_params(scope["path"], query, params("ml.infer_trained_model"), openapi.FLAGS)
             chunks = []
             while True:
                 message = await receive()
@@ -261,7 +288,7 @@ class InferFastPath:
                     break
             body = parse_body(b"".join(chunks), headers.get("content-type"), required=True)
             raw = await self.shim.infer_bytes(unquote(match.group(1)), body, query)
-            if "pretty" in query:
+            if is_pretty(query):
                 raw = json.dumps(json.loads(raw), indent=2).encode()
             status = 200
         except ElasticsearchError as err:

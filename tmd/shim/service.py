@@ -19,8 +19,9 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 import httpx
+from pydantic import ValidationError as PydanticValidationError
 
-from tmd.api.deployment import MAX_DEPLOYMENTS, parse_start_request
+from tmd.api.deployment import MAX_DEPLOYMENTS, AdaptiveAllocations, parse_start_request
 from tmd.api.errors import (ElasticsearchError, IllegalArgument, ParseError, ResourceAlreadyExists, ResourceNotFound,
                             StatusException, ValidationFailed)
 from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE
@@ -409,6 +410,12 @@ class Shim:
                 raise IllegalArgument("Failed to parse int parameter [number_of_allocations] with value "
                                       f"[{query['number_of_allocations']}]") from None
         adaptive = body.get("adaptive_allocations")
+        if adaptive is not None:
+            try:
+                AdaptiveAllocations.model_validate(adaptive)
+            except PydanticValidationError:
+                raise ParseError("[update_trained_model_deployment] failed to parse field [adaptive_allocations]",
+                                 type="x_content_parse_exception") from None
         if allocations is None and adaptive is None:
             raise ValidationFailed(["Either [number_of_allocations] or [adaptive_allocations] must be provided"])
         if allocations is not None and (isinstance(allocations, bool) or not isinstance(allocations, int)
