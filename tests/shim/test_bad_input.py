@@ -52,6 +52,15 @@ def es_error(response: httpx.Response, status: int, type_: str, reason: str | No
     return body
 
 
+def test_update_checks_adaptive_allocations_as_start_does(app):
+    response = call(app, "POST", M + "/d/deployment/_update", {"adaptive_allocations": {
+        "enabled": True, "min_number_of_allocations": 4, "max_number_of_allocations": 2}, "number_of_allocations": 0})
+    es_error(response, 400, "action_request_validation_exception",
+             "Validation Failed: 1: [number_of_allocations] must be a positive integer;"
+             "2: [number_of_allocations] cannot be set if adaptive allocations is enabled;"
+             "3: [min_number_of_allocations] must not be larger than [max_number_of_allocations];")
+
+
 def test_update_with_adaptive_allocations_not_an_object_is_a_parse_error_not_a_500(app):
     # was: AttributeError 'list' object has no attribute 'get' -> 500
     response = call(app, "POST", M + "/d/deployment/_update",

@@ -127,13 +127,20 @@ def validation_errors(spec: DeploymentSpec, timeout: TimeValue | None = None) ->
         if spec.threads_per_allocation > 1:
             errors.append("[threads_per_allocation] must be 1 when [priority] is low")
     if adaptive is not None:
-        lo, hi = adaptive.min_number_of_allocations, adaptive.max_number_of_allocations
-        if lo is not None and lo < 0:
-            errors.append("[min_number_of_allocations] must be a non-negative integer or null")
-        if hi is not None and hi < 1:
-            errors.append("[max_number_of_allocations] must be a positive integer or null")
-        if lo is not None and hi is not None and lo > hi:
-            errors.append("[min_number_of_allocations] must not be larger than [max_number_of_allocations]")
+        errors += adaptive_allocations_errors(adaptive)
+    return errors
+
+
+def adaptive_allocations_errors(adaptive: AdaptiveAllocations) -> list[str]:
+    """AdaptiveAllocationsSettings#validate: checked by start and by update."""
+    errors: list[str] = []
+    lo, hi = adaptive.min_number_of_allocations, adaptive.max_number_of_allocations
+    if lo is not None and lo < 0:
+        errors.append("[min_number_of_allocations] must be a non-negative integer or null")
+    if hi is not None and hi < 1:
+        errors.append("[max_number_of_allocations] must be a positive integer or null")
+    if lo is not None and hi is not None and lo > hi:
+        errors.append("[min_number_of_allocations] must not be larger than [max_number_of_allocations]")
     return errors
 
 

@@ -21,7 +21,7 @@ import aiohttp
 import httpx
 from pydantic import ValidationError as PydanticValidationError
 
-from tmd.api.deployment import MAX_DEPLOYMENTS, AdaptiveAllocations, parse_start_request
+from tmd.api.deployment import MAX_DEPLOYMENTS, AdaptiveAllocations, adaptive_allocations_errors, parse_start_request
 from tmd.api.errors import (ElasticsearchError, IllegalArgument, ParseError, ResourceAlreadyExists, ResourceNotFound,
                             StatusException, ValidationFailed)
 from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE
@@ -410,19 +410,23 @@ class Shim:
                 raise IllegalArgument("Failed to parse int parameter [number_of_allocations] with value "
                                       f"[{query['number_of_allocations']}]") from None
         adaptive = body.get("adaptive_allocations")
+        adaptive_errors: list[str] = []
         if adaptive is not None:
             try:
-                AdaptiveAllocations.model_validate(adaptive)
+                adaptive_errors = adaptive_allocations_errors(AdaptiveAllocations.model_validate(adaptive))
             except PydanticValidationError:
                 raise ParseError("[update_trained_model_deployment] failed to parse field [adaptive_allocations]",
                                  type="x_content_parse_exception") from None
         if allocations is None and adaptive is None:
             raise ValidationFailed(["Either [number_of_allocations] or [adaptive_allocations] must be provided"])
+        errors: list[str] = []
         if allocations is not None and (isinstance(allocations, bool) or not isinstance(allocations, int)
                                         or allocations < 1):
-            raise ValidationFailed(["[number_of_allocations] must be a positive integer"])
+            errors.append("[number_of_allocations] must be a positive integer")
         if allocations is not None and adaptive and adaptive.get("enabled"):
-            raise ValidationFailed(["[number_of_allocations] cannot be set if adaptive allocations is enabled"])
+            errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
+        if errors + adaptive_errors:
+            raise ValidationFailed(errors + adaptive_errors)
         deployment = await self._k(self.kube.get_deployment, deployment_id)
         if deployment is None:
             raise ResourceNotFound(f"No known model deployment with id [{deployment_id}]")
