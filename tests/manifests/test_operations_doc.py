@@ -18,6 +18,7 @@ def table_names(prefix: str, text: str = OPERATIONS) -> set[str]:
 
 
 WORKER_METRICS, _, OPERATOR_METRICS = OPERATIONS.partition("### Operator metrics")
+OPERATOR_METRICS, _, SHIM_METRICS = OPERATOR_METRICS.partition("### Shim metrics")
 
 
 def test_metrics_table_lists_every_exported_metric():
@@ -25,7 +26,7 @@ def test_metrics_table_lists_every_exported_metric():
     collector = WorkerCollector(lambda: (StatsSnapshot(start_time_ms=1), gauges), lambda: {"deployment_id": "d"})
     text = render(make_registry(collector)).decode()
     exported = set(re.findall(r"^(tmd_[a-z_]+)\{", text, flags=re.M))
-    assert exported and table_names("tmd_", WORKER_METRICS) - table_names("tmd_operator_") == exported
+    assert exported and table_names("tmd_", WORKER_METRICS) == exported
     assert set(re.findall(r"\{(\w+)=", text)) == {"deployment_id"}  # the label the doc names
 
 
@@ -44,3 +45,11 @@ def test_operator_metrics_table_lists_every_operator_metric():
     exported = {family.name + ("_total" if family.type == "counter" else "")
                 for family in metrics.REGISTRY.collect()}
     assert exported and table_names("tmd_operator_", OPERATOR_METRICS) == exported
+
+
+def test_shim_metrics_table_lists_every_shim_metric():
+    from tmd.shim import metrics
+
+    exported = {family.name + ("_total" if family.type == "counter" else "")
+                for family in metrics.REGISTRY.collect()}
+    assert exported and table_names("tmd_shim_", SHIM_METRICS) == exported

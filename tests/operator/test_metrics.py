@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 from prometheus_client import generate_latest
@@ -38,3 +39,14 @@ def test_a_bad_metrics_address_is_a_clear_error():
     assert done.returncode == 2
     assert "cannot serve metrics at 'nowhere': expected HOST:PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_no_kubernetes_credentials_is_a_clear_error(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for role in ("operator", "shim"):
+        done = subprocess.run([sys.executable, "-m", "tmd", role, "--store" if role == "shim" else "--verbose",
+                               *( [str(tmp_path / "store")] if role == "shim" else [])],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert f"tmd {role}: no Kubernetes API to talk to" in done.stderr
+        assert "Traceback" not in done.stderr

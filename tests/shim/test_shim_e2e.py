@@ -37,8 +37,10 @@ def operator(localkube, kube, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shim(localkube, operator, tmp_path_factory):
     work = tmp_path_factory.mktemp("shim")
+    metrics = f"127.0.0.1:{free_port()}"
     proc = ShimProcess(localkube.kubeconfig, work / "store", work / "shim.log", "--no-auth",
-                       "--worker-port", str(WORKER_PORT)).start()
+                       "--worker-port", str(WORKER_PORT), "--metrics", metrics).start()
+    proc.metrics = f"http://{metrics}/metrics"
     yield proc
     if proc.proc and proc.proc.poll() is None:
         assert proc.stop() == 0, proc.output()[-3000:]
@@ -366,7 +368,7 @@ def test_eland_imports_a_tiny_bert_ner_model(shim, models, tmp_path):
     assert all(c["model_id"] != "tiny_bert_ner" for c in out["config"]["trained_model_configs"])  # ptm.delete()
 
 
-def test_documents_spread_over_routes_and_come_back_in_order(es, models):
+def test_documents_spread_over_routes_and_come_back_in_order(es, models, shim):
     started = es.ml.start_trained_model_deployment(model_id="test_model", number_of_allocations=2,
                                                    wait_for="fully_allocated", cache_size="0")
     assert sum(r["current_allocations"] for r in started["assignment"]["routing_table"].values()) == 2
@@ -378,6 +380,9 @@ def test_documents_spread_over_routes_and_come_back_in_order(es, models):
     counts = {next(iter(n["node"])): n.get("inference_count", 0) for n in nodes}
     allocations = {node: r["current_allocations"] for node, r in started["assignment"]["routing_table"].items()}
     assert counts == {node: 4 * a // 2 for node, a in allocations.items()}
+    exported = httpx.get(shim.metrics, timeout=5).text
+    assert 'tmd_shim_requests_total{api="ml.infer_trained_model",status="200"}' in exported
+    assert 'tmd_shim_requests_total{api="ml.start_trained_model_deployment",status="200"}' in exported
 
 
 def test_a_route_failing_during_the_wait_fails_the_start_and_removes_the_deployment(es, models):

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import kopf
+    from kubernetes import config
 
     import tmd.operator.handlers  # noqa: F401  (registers the handlers)
 
@@ -38,6 +39,16 @@ def run(args: argparse.Namespace) -> int:
             serve(args.metrics)
         except (ValueError, OSError) as err:
             print(f"tmd operator: cannot serve metrics at {args.metrics!r}: {err}", file=sys.stderr)
+            return 2
+
+    try:  # as Kube() and kopf will: in-cluster credentials, else the kubeconfig
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except config.ConfigException as err:
+            print(f"tmd operator: no Kubernetes API to talk to ({err}): set KUBECONFIG or run in a cluster",
+                  file=sys.stderr)
             return 2
 
     try:

@@ -26,6 +26,7 @@ from tmd.shim import openapi, views
 from tmd.shim.auth import Authenticator
 from tmd.shim.http import (check_params, error_response, is_pretty, json_response, page_params, parse_body,
                            parse_bool)
+from tmd.shim.metrics import RequestMetrics
 from tmd.shim.openapi import params
 from tmd.shim.service import Shim
 
@@ -227,7 +228,7 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         q(request, *params("tmd.openapi"))
         return ok(request, description)
 
-    return ElasticProductHeader(InferFastPath(app, shim, auth))  # type: ignore[return-value]
+    return RequestMetrics(ElasticProductHeader(InferFastPath(app, shim, auth)))  # type: ignore[return-value]
 
 
 _STOP = "stop_trained_model_deployment"

@@ -25,11 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-port", type=int, default=int(env("TMD_WORKER_PORT", "8080")))
     parser.add_argument("--auth-secret", default=env("TMD_AUTH_SECRET") or None,
                         help="Secret (in --namespace) with users.json; enables authentication")
+    parser.add_argument("--metrics", default=env("TMD_SHIM_METRICS") or None, metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (env TMD_SHIM_METRICS)")
     parser.add_argument("--no-auth", action="store_true", help="serve without authentication (loopback use)")
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+    from kubernetes.config import ConfigException
 
     from tmd.shim.app import create_app
     from tmd.shim.auth import Authenticator
@@ -43,7 +46,19 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("tmd.shim")
     settings = ShimSettings(namespace=args.namespace, store_root=args.store, store_uri_base=args.store_uri_base,
                             version=args.es_version, worker_port=args.worker_port)
-    kube = ShimKube(args.namespace)
+    if args.metrics:
+        from tmd.shim.metrics import serve
+
+        try:
+            serve(args.metrics)
+        except (ValueError, OSError) as err:
+            print(f"tmd shim: cannot serve metrics at {args.metrics!r}: {err}", file=sys.stderr)
+            return 2
+    try:
+        kube = ShimKube(args.namespace)
+    except ConfigException as err:
+        print(f"tmd shim: no Kubernetes API to talk to ({err}): set KUBECONFIG or run in a cluster", file=sys.stderr)
+        return 2
     auth = None
     if args.auth_secret and not args.no_auth:
         auth = Authenticator.from_secret_data(kube.read_secret(args.auth_secret))

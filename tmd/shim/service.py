@@ -29,6 +29,7 @@ from tmd.api.trained_model import parse_trained_model_config
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views
 from tmd.shim.kube import Conflict, ShimKube
+from tmd.shim.metrics import RETRIES
 from tmd.shim.routing import Target, fallback, reachable, split_docs, started_targets
 from tmd.store.directory import DEFINITION_FILE, VOCABULARY_FILE, DirectoryStore, part_validation_errors, uri_for
 
@@ -577,6 +578,7 @@ class Shim:
                 raise err.error from None
             log.info("worker unreachable, retrying elsewhere node=%s retry_node=%s error=%s", target.node,
                      retry.node, err.error.reason)
+            RETRIES.inc()
         try:
             return await self._infer_on(retry, payload, n_docs, deadline, timeout)
         except WorkerUnreachable as err:
