@@ -6,7 +6,6 @@ kopf and the running pods both survive."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 

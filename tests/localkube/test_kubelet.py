@@ -5,12 +5,10 @@ logs, probes, CrashLoopBackOff, graceful deletion, in-place resize, strict-model
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest

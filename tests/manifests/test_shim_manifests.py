@@ -62,7 +62,7 @@ def test_shim_role_grants_exactly_what_shimkube_calls():
         kube.delete_model("m"), kube.list_deployments(), kube.get_deployment("m"), kube.create_deployment(spec)
         kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods()
         kube.read_secret(manifest_env()["TMD_AUTH_SECRET"])
-    assert all(f"/namespaces/tmd-system/" in path for _, path in requests)  # a Role suffices
+    assert all("/namespaces/tmd-system/" in path for _, path in requests)  # a Role suffices
     needed = {permission(method, path) for method, path in requests}
     assert needed == granted(role)
     secret_paths = [path for _, path in requests if "/secrets/" in path]

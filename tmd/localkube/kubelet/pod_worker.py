@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
