@@ -1,4 +1,4 @@
-"""Plot benchmarks/results/peers.json: throughput and p50/p99 latency as ratios to the raw model.
+"""Plot benchmarks/results/peers.json: throughput, p50/p99 latency and CPU efficiency as ratios to the raw model.
 
 Run with a Python that has matplotlib (.peers/plot, made by `make peers-venvs`), never tmd's:
     .peers/plot/bin/python benchmarks/peers/plot.py benchmarks/results/peers.json docs/benchmarks-peers.png
@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 
 def main(source: str, target: str) -> int:
@@ -21,8 +22,9 @@ def main(source: str, target: str) -> int:
     series = sorted({(r["server"], r["replicas"]) for r in rows}, key=lambda s: (s[1], [r["server"] for r in rows].index(s[0])))
     concurrencies = result["concurrency"]
     metrics = (("throughput_ratio", "throughput / raw model"), ("p50_ratio", "p50 latency / raw forward p50"),
-               ("p99_ratio", "p99 latency / raw forward p99"))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+               ("p99_ratio", "p99 latency / raw forward p99"),
+               ("cpu_efficiency", "requests per server CPU-s / raw per CPU-s"))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6))
     width = 0.8 / max(1, len(series))
     for ax, (key, title) in zip(axes, metrics):
         for i, (server, replicas) in enumerate(series):
@@ -31,12 +33,14 @@ def main(source: str, target: str) -> int:
             xs = [n + (i - (len(series) - 1) / 2) * width for n in range(len(concurrencies))]
             label = server if replicas == 1 else f"{server} x{replicas}"
             bars = ax.bar(xs, values, width, label=label)
-            if key == "throughput_ratio":
+            if key in ("throughput_ratio", "cpu_efficiency"):
                 ax.bar_label(bars, fmt="%.2f", fontsize=6)
         ax.set_xticks(range(len(concurrencies)), [f"concurrency {c}" for c in concurrencies])
         ax.set_title(title, fontsize=10)
-        if key != "throughput_ratio":
+        if key in ("p50_ratio", "p99_ratio"):
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.grid(axis="y", alpha=0.3)
