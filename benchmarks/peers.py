@@ -11,10 +11,11 @@ benchmark_encoder, 64 tokens), saved once as TorchScript, with 1 torch thread pe
   handlers (benchmarks/peers/) build the model's four inputs exactly as tmd's worker does.
 
 The load generator is tests/faults/load.py's aiohttp closed loop (concurrency 1, 8, 64) after a
-warm-up, in this process, on the same cores. Each server runs --rounds rounds; a round measures
-the raw in-process model (no HTTP, on as many threads as the server has replicas, while the
-server idles) and then each concurrency for --duration seconds. Ratios are per round (server
-throughput / raw throughput, server p50/p99 / the raw forward pass's p50/p99), medians reported.
+warm-up, in this process, on the same cores. All servers of one replica count are started side
+by side and take turns, --rounds rounds: a server's turn measures the raw in-process model (no
+HTTP, on as many threads as the server has replicas, while the servers idle) and then each
+concurrency for --duration seconds. Ratios are per turn (server throughput / raw throughput,
+server p50/p99 / the raw forward pass's p50/p99), medians over the rounds reported.
 "server cores" is the CPU time of the server's processes over the phase's wall time; "CPU eff."
 is requests per server CPU-second over raw inferences per CPU-second: the serving overhead,
 whatever share of a shared machine the phase got.
@@ -402,30 +403,32 @@ def tokenization_cost(model_dir: Path, text: str, n: int = 300) -> float:
     return 1e6 * statistics.median(times)
 
 
-def measure_server(ctx: Context, raw: RawModel, name: str, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Start the server, warm it up, then `rounds` times: the raw model, then each concurrency.
-
-    The raw phase of each round runs while the server idles, so the other jobs on a shared machine
-    weigh on the raw rate and on the server's phases alike; ratios are taken per round.
-    """
-    block: dict[str, Any] = {"server": name, "replicas": replicas, "loadavg_before": os.getloadavg()}
+def start_server(stack: contextlib.ExitStack, ctx: Context, name: str, replicas: int,
+                 args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
+    """Start one server (stopped when `stack` closes), check where it listens, warm it up."""
+    block: dict[str, Any] = {"server": name, "replicas": replicas, "rounds": []}
     started = time.monotonic()
-    with STARTERS[name](ctx, replicas) as target:
-        block["startup_s"] = time.monotonic() - started
-        block["carries"], block["notes"] = target.carries, target.notes
-        block["listening"] = listening_addresses(target.pids)
-        others = [a for a in block["listening"] if not loopback(a)]
-        where = " (inside the private network namespace: its only interface is loopback)" if os.environ.get(NETNS_ENV) else ""
-        print(f"  listening on {len(block['listening'])} TCP address(es)"
-              + (f"; not bound to loopback: {', '.join(others)}{where}" if others else ", all loopback"), flush=True)
-        asyncio.run(closed_loop(target.url, target.body, clients=8, duration=args.warmup, timeout=60))
-        block["rounds"] = []
-        for _ in range(args.rounds):
-            one = {"raw": raw_phase(raw, replicas, args.duration)}
-            one["http"] = [load_phase(target, c, args.duration) for c in args.concurrency]
-            block["rounds"].append(one)
-    block["loadavg_after"] = os.getloadavg()
-    return block
+    target = stack.enter_context(STARTERS[name](ctx, replicas))
+    block["startup_s"] = time.monotonic() - started
+    block["carries"], block["notes"] = target.carries, target.notes
+    block["listening"] = listening_addresses(target.pids)
+    others = [a for a in block["listening"] if not loopback(a)]
+    where = " (inside the private network namespace: its only interface is loopback)" if os.environ.get(NETNS_ENV) else ""
+    print(f"  {name} x{replicas} up in {block['startup_s']:.0f} s, listening on {len(block['listening'])} TCP "
+          f"address(es)" + (f"; not bound to loopback: {', '.join(others)}{where}" if others else ", all loopback"),
+          flush=True)
+    asyncio.run(closed_loop(target.url, target.body, clients=8, duration=args.warmup, timeout=60))
+    return target, block
+
+
+def measure_round(raw: RawModel, target: Target, block: dict[str, Any], args: argparse.Namespace) -> None:
+    """The raw model on as many threads as the server has replicas (the server idling), then each
+    concurrency: adjacent in time, so the other jobs of a shared machine weigh on both alike."""
+    one: dict[str, Any] = {"loadavg": os.getloadavg(), "raw": raw_phase(raw, block["replicas"], args.duration)}
+    one["http"] = [load_phase(target, c, args.duration) for c in args.concurrency]
+    block["rounds"].append(one)
+    print(f"  {block['server']} x{block['replicas']}: raw {one['raw']['docs_per_s']:.1f}/s; " + ", ".join(
+        f"c={h['concurrency']} {h['requests_per_s']:.1f}/s" for h in one["http"]), flush=True)
 
 
 def summarize(block: dict[str, Any], concurrencies: list[int]) -> list[dict[str, Any]]:
@@ -543,20 +546,23 @@ def main() -> int:
         model_bytes = ctx.model_pt.stat().st_size
         print(f"one document: {len(text)} characters -> {len(ids)} token ids; worker tokenization "
               f"{tokenize_us:.0f} us per document", flush=True)
-        for name in servers:
-            for n in replicas:
-                print(f"--- {name}, {n} replica(s)", flush=True)
-                try:
-                    block = measure_server(ctx, raw, name, n, args)
-                except Exception as err:  # a peer that does not start is reported, not faked
-                    failed[f"{name} x{n}"] = f"{type(err).__name__}: {str(err)[-1500:]}"
-                    print(f"{name} x{n} failed: {failed[f'{name} x{n}']}", flush=True)
-                    continue
-                blocks.append(block)
-                for row in summarize(block, args.concurrency):
-                    print(f"  c={row['concurrency']:<3} {row['requests_per_s']:7.1f} req/s ({row['throughput_ratio']:.2f} x raw "
-                          f"{row['raw_docs_per_s']:.1f}/s)  p50 {row['p50_ms']:.1f} ms  p99 {row['p99_ms']:.1f} ms  "
-                          f"non-200 {row['not_ok']}  server cores {row['server_cores']:.2f}  CPU eff. {row['cpu_efficiency']:.2f}", flush=True)
+        # All servers of one replica count run side by side and take turns round by round, so a
+        # change in the machine's other load falls on every server rather than on one.
+        for n in replicas:
+            with contextlib.ExitStack() as stack:
+                live: list[tuple[Target, dict[str, Any]]] = []
+                for name in servers:
+                    print(f"--- starting {name}, {n} replica(s)", flush=True)
+                    try:
+                        live.append(start_server(stack, ctx, name, n, args))
+                    except Exception as err:  # a peer that does not start is reported, not faked
+                        failed[f"{name} x{n}"] = f"{type(err).__name__}: {str(err)[-1500:]}"
+                        print(f"{name} x{n} failed: {failed[f'{name} x{n}']}", flush=True)
+                for r in range(args.rounds):
+                    print(f"--- round {r + 1} of {args.rounds}, {n} replica(s)", flush=True)
+                    for target, block in live:
+                        measure_round(raw, target, block, args)
+                blocks.extend(block for _, block in live)
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
     rows = [row for block in blocks for row in summarize(block, args.concurrency)]
