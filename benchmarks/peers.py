@@ -521,7 +521,7 @@ def main() -> int:
     for name in [s for s in servers if s not in skipped]:
         if name in PEER_VENV and not peer_python(peers_dir, name).exists():
             skipped[name] = (f"no virtual environment at {peers_dir / PEER_VENV[name]}: create it with "
-                             f"`make peers-venvs` (or `make {peers_dir.name}/{PEER_VENV[name]}/.installed`)")
+                             f"`make peers-venvs PEERS={peers_dir}`")
             print(f"skipping {name}: {skipped[name]}")
     servers = [s for s in servers if s not in skipped]
 
@@ -548,7 +548,7 @@ def main() -> int:
               f"{tokenize_us:.0f} us per document", flush=True)
         # All servers of one replica count run side by side and take turns round by round, so a
         # change in the machine's other load falls on every server rather than on one.
-        for n in replicas:
+        for n in replicas if servers else []:
             with contextlib.ExitStack() as stack:
                 live: list[tuple[Target, dict[str, Any]]] = []
                 for name in servers:
@@ -567,7 +567,7 @@ def main() -> int:
 
     rows = [row for block in blocks for row in summarize(block, args.concurrency)]
     print()
-    print(markdown_table(rows))
+    print(markdown_table(rows) if rows else "no server was measured")
     print(f"\nratios (medians of per-round ratios): throughput / the raw in-process model on as many threads as "
           f"replicas, measured in the same round; latency / the raw forward pass's p50 and p99; CPU eff. = requests "
           f"per server CPU-second / raw inferences per CPU-second. tmd requests carry text (tokenization "
