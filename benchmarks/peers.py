@@ -217,10 +217,11 @@ def serve_tmd_shim(ctx: "Context", replicas: int) -> Iterator[Target]:
     from tests.operator.e2e import worker_pid
     from tests.shim.support import ShimProcess, ordered_parts, start_operator
     from tmd.localkube.testing import local_cluster, run_kubectl
-    from tmd.tinymodels.builders import script_bytes
 
-    tiny = ctx.tiny_model
-    definition = script_bytes(tiny.model)
+    # the very files every other server loads: the TorchScript bytes, config and vocabulary
+    config = json.loads((ctx.model_dir / "config.json").read_text())
+    vocabulary = json.loads((ctx.model_dir / "vocabulary.json").read_text())
+    definition = ctx.model_pt.read_bytes()
     tmp = Path(tempfile.mkdtemp(prefix="shim-", dir=ctx.tmp))
     with local_cluster(tmp / "cluster", nodes=1, node_cpus="2", node_memory="4Gi") as cluster:
         run_kubectl(cluster, "apply", "-f", str(REPO_ROOT / "crds"))
@@ -233,20 +234,20 @@ def serve_tmd_shim(ctx: "Context", replicas: int) -> Iterator[Target]:
             shim = ShimProcess(cluster.kubeconfig, tmp / "store", tmp / "shim.log", "--no-auth",
                                "--worker-port", str(port)).start()
             es = httpx.Client(base_url=shim.url, timeout=120)
-            base = f"/_ml/trained_models/{tiny.config['model_id']}"
-            es.put(base, json={k: v for k, v in tiny.config.items() if k != "model_id"}).raise_for_status()
+            base = f"/_ml/trained_models/{config['model_id']}"
+            es.put(base, json={k: v for k, v in config.items() if k != "model_id"}).raise_for_status()
             for part, chunk in ordered_parts(definition, 2):
                 es.put(f"{base}/definition/{part}", json={"definition": base64.b64encode(chunk).decode(),
                                                           "total_definition_length": len(definition),
                                                           "total_parts": 2}).raise_for_status()
-            es.put(f"{base}/vocabulary", json=tiny.vocabulary).raise_for_status()
+            es.put(f"{base}/vocabulary", json=vocabulary).raise_for_status()
             es.post(f"{base}/deployment/_start", params={
                 "wait_for": "started", "cache_size": "0", "timeout": "120s", "number_of_allocations": str(replicas),
                 "threads_per_allocation": "1", "queue_capacity": "10000"}).raise_for_status()
             pods = json.loads(run_kubectl(cluster, "get", "pods", "-l", "ml.tmd.dev/role=worker", "-o",
                                           "json").stdout)["items"]
-            pod_pid = worker_pid(pods[0]["status"]["podIP"], tiny.config["model_id"])
-            field_name = tiny.config["input"]["field_names"][0]
+            pod_pid = worker_pid(pods[0]["status"]["podIP"], config["model_id"])
+            field_name = config["input"]["field_names"][0]
             body = {"docs": [{field_name: ctx.text}]}
             yield Target(shim.url + base + "/_infer", body, [shim.proc.pid] + ([pod_pid] if pod_pid else []),
                          "text (tokenized by the worker)",
@@ -354,7 +355,6 @@ class Context:
     tmp: Path
     model_dir: Path
     model_pt: Path
-    tiny_model: Any
     text: str
     tmd_body: dict
     peer_body: dict
@@ -525,8 +525,6 @@ def main() -> int:
             print(f"skipping {name}: {skipped[name]}")
     servers = [s for s in servers if s not in skipped]
 
-    from tmd.tinymodels import benchmark_encoder
-
     torch.set_num_threads(1)
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"uptime: {uptime_before}", flush=True)
@@ -537,10 +535,7 @@ def main() -> int:
         text = make_texts(1, args.tokens)[0]
         raw = RawModel(model_dir, [text] * 3)  # the same document every call, as every request carries
         ids = raw.inputs[0][0][0].tolist()
-        # the model benchmark_encoder writes here is the one the shim path uploads (same seed, same shape)
-        tiny = benchmark_encoder("peers_bench", layers=4, hidden=256, heads=4, max_sequence_length=args.tokens,
-                                 tokenization_options={"truncate": "first"})
-        ctx = Context(tmp, model_dir, model_dir / "model.pt", tiny, text, {"docs": [{"input": text}]},
+        ctx = Context(tmp, model_dir, model_dir / "model.pt", text, {"docs": [{"input": text}]},
                       {"instances": [ids]}, peers_dir)
         tokenize_us = tokenization_cost(model_dir, text)
         model_bytes = ctx.model_pt.stat().st_size
