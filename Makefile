@@ -6,7 +6,7 @@ PYTHON ?= python3
 # own environment that sees .venv's packages (torch, elasticsearch) behind its own.
 ELAND_VENV ?= .venv-eland
 
-.PHONY: venv eland-venv up test test-quick bench clean
+.PHONY: venv eland-venv up test test-quick bench clean peers-venvs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ $(ELAND_VENV)/.installed: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 eland-venv: $(ELAND_VENV)/.installed
+
+# Serving peers for benchmarks/peers.py, each in its own environment beside the same torch; never tmd's dependencies.
+PEERS ?= .peers
+PEER_PKGS_kserve := 'kserve>=0.15'
+PEER_PKGS_torchserve := 'torchserve>=0.12' torch-model-archiver pyyaml numpy psutil packaging pillow
+PEER_PKGS_ray := 'ray[serve]>=2.40'
+PEER_PKGS_plot := matplotlib
+$(PEERS)/%/.installed: constraints.txt
+	$(PYTHON) -m venv $(PEERS)/$*
+	$(PEERS)/$*/bin/python -m pip install -q -c constraints.txt $(if $(filter plot,$*),,torch==2.13.0) $(PEER_PKGS_$*)
+	touch $@
+
+peers-venvs: $(addprefix $(PEERS)/,$(addsuffix /.installed,kserve torchserve ray plot))  ## KServe, TorchServe, Ray Serve (+ matplotlib)
 
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
 	$(PY) -m tmd up
