@@ -71,6 +71,19 @@ def test_bad_values():
         parse_start_request("m", {"number_of_allocations": "2"}, {})
 
 
+@pytest.mark.parametrize("field", ["deployment_id", "priority", "cache_size", "timeout", "wait_for"])
+def test_string_fields_refuse_arrays_and_objects(field):
+    # found by hypothesis (test_parsers_fuzz.py): {"deployment_id": []} escaped as a pydantic error
+    for value in ([], {}, ["x"]):
+        with pytest.raises(ParseError, match=rf"failed to parse field \[{field}\]"):
+            parse_start_request("m", {field: value}, {})
+
+
+def test_string_fields_read_scalars_as_text_and_null_as_unset():
+    request = parse_start_request("m", {"deployment_id": 12, "cache_size": 0, "priority": None}, {})
+    assert (request.spec.deployment_id, request.spec.cache_size, request.spec.priority) == ("12", "0", Priority.normal)
+
+
 def test_adaptive_allocations():
     req = parse_start_request("m", {"adaptive_allocations": {"enabled": True, "min_number_of_allocations": 2,
                                                              "max_number_of_allocations": 4}}, {})

@@ -9,6 +9,8 @@ because their order and texts are part of the API.
 
 from __future__ import annotations
 
+import json
+
 from enum import Enum
 from typing import Any, Mapping
 
@@ -184,6 +186,13 @@ def parse_start_request(path_model_id: str, body: Mapping[str, Any] | None,
             raise ParseError(f"[{_ACTION}] unknown field [{key}]", type="x_content_parse_exception")
         if key in _INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
             raise ParseError(f"[{_ACTION}] failed to parse field [{key}]", type="x_content_parse_exception")
+        if key not in _INT_PARAMS and key != "adaptive_allocations":
+            if isinstance(value, (dict, list)):  # ObjectParser's string fields take scalars only
+                raise ParseError(f"[{_ACTION}] failed to parse field [{key}]", type="x_content_parse_exception")
+            if value is None:
+                continue  # an explicit null leaves the default
+            if not isinstance(value, str):  # a number or boolean token read as text, as XContent does
+                value = json.dumps(value)
         values[key] = value
     body_model_id = values.pop("model_id", None)
     if body_model_id is not None and body_model_id != path_model_id:
