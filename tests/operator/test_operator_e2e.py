@@ -40,6 +40,17 @@ def model(kube, tmp_path_factory):
     return "test_model"
 
 
+@pytest.fixture
+def one_ml_node(kube, localkube):
+    """Only the first node is an ML node while the test runs."""
+    others = localkube.node_names[1:]
+    for node in others:
+        kube("label", "node", node, "ml.tmd.dev/ml-node-")
+    yield
+    for node in others:
+        kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
+
+
 def get(kube, *args):
     return json.loads(kube("get", *args, "-o", "json").stdout)
 
@@ -112,53 +123,47 @@ def test_a_request_larger_than_the_cluster_is_placed_partially_with_reasons(oper
     delete_and_wait_gone(kube, name)
 
 
-def test_changing_allocations_reaches_the_running_worker_without_failed_requests(operator, kube, model, localkube):
+def test_changing_allocations_reaches_the_running_worker_without_failed_requests(operator, kube, model, one_ml_node):
+    """One ML node only, so the change happens in place on one worker."""
     import threading
 
-    others = localkube.node_names[1:]
-    for node in others:  # one ML node only, so the change happens in place on one worker
-        kube("label", "node", node, "ml.tmd.dev/ml-node-")
+    apply(kube, deployment_resource(model, "live", number_of_allocations=1))
+    name = resource_name("live")
+    wait_ready(kube, name)
+    [pod] = worker_pods(kube, name)
+    results: list[int] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set() and len(results) < 5000:
+                r = client.post(f"http://{pod['status']['podIP']}:8080/infer", json={"docs": [{"input": "words"}]})
+                results.append(r.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
     try:
-        apply(kube, deployment_resource(model, "live", number_of_allocations=1))
-        name = resource_name("live")
-        wait_ready(kube, name)
-        [pod] = worker_pods(kube, name)
-        results: list[int] = []
-        stop = threading.Event()
-
-        def load():
-            with httpx.Client(timeout=30) as client:
-                while not stop.is_set() and len(results) < 5000:
-                    r = client.post(f"http://{pod['status']['podIP']}:8080/infer", json={"docs": [{"input": "words"}]})
-                    results.append(r.status_code)
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            for target in (2, 1):
-                kube("patch", "tmd", name, "--type", "merge", "-p", json.dumps({"spec": {"number_of_allocations": target}}))
-                wait_for(lambda: (s := status_of(kube, name)).get("observedGeneration") == get(kube, "tmd", name)[
-                    "metadata"]["generation"] and s["allocation_status"]["allocation_count"] == target
-                    and s["allocation_status"]["state"] == "fully_allocated", timeout=60,
-                    what=f"{target} allocations started")
-                live = wait_for(lambda: worker_pods(kube, name), what="worker pod")
-                assert [p["metadata"]["uid"] for p in live] == [pod["metadata"]["uid"]]  # the same pod, changed
-                assert live[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == str(target)
-                stats = httpx.get(f"http://{pod['status']['podIP']}:8080/stats").json()
-                assert stats["node"]["number_of_allocations"] == target
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-        assert results and set(results) == {200}, {code: results.count(code) for code in set(results)}
-        delete_and_wait_gone(kube, name)
+        for target in (2, 1):
+            kube("patch", "tmd", name, "--type", "merge", "-p", json.dumps({"spec": {"number_of_allocations": target}}))
+            wait_for(lambda: (s := status_of(kube, name)).get("observedGeneration") == get(kube, "tmd", name)[
+                "metadata"]["generation"] and s["allocation_status"]["allocation_count"] == target
+                and s["allocation_status"]["state"] == "fully_allocated", timeout=60,
+                what=f"{target} allocations started")
+            live = wait_for(lambda: worker_pods(kube, name), what="worker pod")
+            assert [p["metadata"]["uid"] for p in live] == [pod["metadata"]["uid"]]  # the same pod, changed
+            assert live[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == str(target)
+            stats = httpx.get(f"http://{pod['status']['podIP']}:8080/stats").json()
+            assert stats["node"]["number_of_allocations"] == target
     finally:
-        for node in others:
-            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
+        stop.set()
+        for t in threads:
+            t.join()
+    assert results and set(results) == {200}, {code: results.count(code) for code in set(results)}
+    delete_and_wait_gone(kube, name)
 
 
-def test_adaptive_allocations_follow_the_load(operator, kube, localkube, tmp_path_factory):
+def test_adaptive_allocations_follow_the_load(operator, kube, one_ml_node, tmp_path_factory):
     """A 50 ms model (no cache: hits cost nothing and are no load) on one 2-CPU ML node, adaptive
     between 1 and 2 allocations. 30 requests/s arriving at a fixed rate are 1.5 busy allocations:
     the scaler goes to 2 and the worker runs 2 lanes; once the load ends it comes back to 1 (after
@@ -172,9 +177,6 @@ def test_adaptive_allocations_follow_the_load(operator, kube, localkube, tmp_pat
 
     model_dir = write_slow_model(tmp_path_factory.mktemp("adaptive") / "slow_model", seconds=0.05)
     apply(kube, trained_model_resource(model_dir))
-    others = localkube.node_names[1:]
-    for node in others:
-        kube("label", "node", node, "ml.tmd.dev/ml-node-")
     name = resource_name("adaptive")
     try:
         apply(kube, deployment_resource("slow_model", "adaptive", cache_size="0b", adaptive_allocations={
@@ -184,11 +186,15 @@ def test_adaptive_allocations_follow_the_load(operator, kube, localkube, tmp_pat
         url = f"http://{pod['status']['podIP']}:8080"
         records = []
         load = threading.Thread(target=lambda: records.append(asyncio.run(open_loop(
-            url + "/infer", {"docs": [{"input": "words"}]}, rate=30, duration=15))))
+            url + "/infer", {"docs": [{"input": "words"}]}, rate=30, duration=20))))
         load.start()
         try:
-            wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 2, timeout=20,
-                     what="scaled up to 2 allocations")
+            try:
+                wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 2, timeout=25,
+                         what="scaled up to 2 allocations")
+            except AssertionError as err:  # say what the scaler and the worker saw
+                raise AssertionError(f"{err}\nworker stats: {httpx.get(url + '/stats').json()}\noperator log:\n"
+                                     + "\n".join(operator.output().splitlines()[-30:])) from None
             wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 2, timeout=20,
                      what="the worker runs 2 lanes")
         finally:
@@ -206,16 +212,12 @@ def test_adaptive_allocations_follow_the_load(operator, kube, localkube, tmp_pat
     finally:
         kube("delete", "tmd", name, "--ignore-not-found")
         wait_for(lambda: not worker_pods(kube, name), timeout=60, what=f"worker pods of {name} gone")
-        for node in others:
-            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
 
 
-def test_without_in_place_resize_a_surge_replacement_changes_allocations(operator, kube, model, localkube, tmp_path):
+def test_without_in_place_resize_a_surge_replacement_changes_allocations(operator, kube, model, localkube, one_ml_node,
+                                                                          tmp_path):
     operator.stop()
     surging = OperatorProcess(localkube.kubeconfig, tmp_path / "surge.log", {"TMD_INPLACE_RESIZE": "false"}).start()
-    others = localkube.node_names[1:]
-    for node in others:
-        kube("label", "node", node, "ml.tmd.dev/ml-node-")
     try:
         apply(kube, deployment_resource(model, "surged", number_of_allocations=1))
         name = resource_name("surged")
@@ -232,8 +234,6 @@ def test_without_in_place_resize_a_surge_replacement_changes_allocations(operato
         assert (route["current_allocations"], route["target_allocations"]) == (2, 2)
         delete_and_wait_gone(kube, name)
     finally:
-        for node in others:
-            kube("label", "node", node, "ml.tmd.dev/ml-node=true", "--overwrite")
         assert surging.stop() == 0
         assert "Traceback" not in surging.output()
         operator.start()

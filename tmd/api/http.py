@@ -1,6 +1,7 @@
-"""The one HTTP convention every tmd server shares with Elasticsearch (es-api.md §0): each
+"""HTTP pieces every tmd server shares. The Elasticsearch convention (es-api.md §0): each
 response carries `X-elastic-product: Elasticsearch`, errors and unmatched routes included,
-because the official clients refuse a server without it."""
+because the official clients refuse a server without it. And the Prometheus endpoint of the
+operator and the shim."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ class ElasticProductHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+def serve_metrics(address: str, registry: Any) -> None:
+    """Serve a Prometheus registry's /metrics on `host:port` from a daemon thread
+    (prometheus_client's own server), for the operator and the shim alike."""
+    from prometheus_client import start_http_server
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:9090")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tmd.api.http import serve_metrics
 from tmd.api.status import AssignmentState
 from tmd.operator.reconcile import Reconciliation
 
@@ -60,8 +61,4 @@ def observe_failure(seconds: float) -> None:
 
 
 def serve(address: str) -> None:
-    """Serve /metrics on `host:port` from a daemon thread (prometheus_client's own server)."""
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:9090")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)
+    serve_metrics(address, REGISTRY)

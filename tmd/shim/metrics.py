@@ -14,8 +14,9 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from tmd.api.http import serve_metrics
 from tmd.shim.openapi import ENDPOINTS
 
 REGISTRY = CollectorRegistry()
@@ -69,8 +70,4 @@ class RequestMetrics:
 
 
 def serve(address: str) -> None:
-    """Serve /metrics on `host:port` from a daemon thread (prometheus_client's own server)."""
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:9090")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)
+    serve_metrics(address, REGISTRY)
