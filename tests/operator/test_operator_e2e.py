@@ -169,10 +169,6 @@ def test_adaptive_allocations_follow_the_load(operator, kube, one_ml_node, tmp_p
     the scaler goes to 2 and the worker runs 2 lanes; once the load ends it comes back to 1 (after
     the cooldown, 3 s here; samples every second). Every request is answered: 200, or 408 for
     those the backlog from before the scale-up kept past their 10 s timeout on a busy machine."""
-    import asyncio
-    import threading
-
-    from tests.faults.load import open_loop
     from tests.worker.conftest import write_slow_model
 
     model_dir = write_slow_model(tmp_path_factory.mktemp("adaptive") / "slow_model", seconds=0.05)
@@ -184,34 +180,44 @@ def test_adaptive_allocations_follow_the_load(operator, kube, one_ml_node, tmp_p
         wait_ready(kube, name)
         [pod] = worker_pods(kube, name)
         url = f"http://{pod['status']['podIP']}:8080"
-        records = []
-        load = threading.Thread(target=lambda: records.append(asyncio.run(open_loop(
-            url + "/infer", {"docs": [{"input": "words"}]}, rate=30, duration=20))))
-        load.start()
         try:
-            try:
-                wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 2, timeout=25,
-                         what="scaled up to 2 allocations")
-            except AssertionError as err:  # say what the scaler and the worker saw
-                raise AssertionError(f"{err}\nworker stats: {httpx.get(url + '/stats').json()}\noperator log:\n"
-                                     + "\n".join(operator.output().splitlines()[-30:])) from None
-            wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 2, timeout=20,
-                     what="the worker runs 2 lanes")
-        finally:
-            load.join()
-        [record] = records
-        assert record.statuses()[200] and record.problems({200, 408}) == [], record.summary()
-        print("adaptive allocations under 30 requests/s:", record.summary())
-        wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 1, timeout=60,
-                 what="scaled back to 1 allocation")
-        wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 1, timeout=60,
-                 what="the worker runs 1 lane")
-        log = operator.output()
-        assert "adaptive allocations scaler: scaled [adaptive] to [2] allocations" in log
-        assert "adaptive allocations scaler: scaled [adaptive] to [1] allocations" in log
+            _load_scales_up_and_back(kube, operator, name, url)
+        except AssertionError as err:  # say what the scaler and the worker saw
+            raise AssertionError(f"{err}\nworker stats: {httpx.get(url + '/stats').json()}\noperator log:\n"
+                                 + "\n".join(operator.output().splitlines()[-40:])) from None
     finally:
         kube("delete", "tmd", name, "--ignore-not-found")
         wait_for(lambda: not worker_pods(kube, name), timeout=60, what=f"worker pods of {name} gone")
+
+
+def _load_scales_up_and_back(kube, operator, name: str, url: str) -> None:
+    """30 documents/s for 20 s at the worker: 2 allocations while it lasts, 1 afterwards."""
+    import asyncio
+    import threading
+
+    from tests.faults.load import open_loop
+
+    records = []
+    load = threading.Thread(target=lambda: records.append(asyncio.run(open_loop(
+        url + "/infer", {"docs": [{"input": "words"}]}, rate=30, duration=20))))
+    load.start()
+    try:
+        wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 2, timeout=25,
+                 what="scaled up to 2 allocations")
+        wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 2, timeout=20,
+                 what="the worker runs 2 lanes")
+    finally:
+        load.join()
+    [record] = records
+    assert record.statuses()[200] and record.problems({200, 408}) == [], record.summary()
+    print("adaptive allocations under 30 requests/s:", record.summary())
+    wait_for(lambda: get(kube, "tmd", name)["spec"]["number_of_allocations"] == 1, timeout=60,
+             what="scaled back to 1 allocation")
+    wait_for(lambda: httpx.get(url + "/allocations").json()["number_of_allocations"] == 1, timeout=60,
+             what="the worker runs 1 lane")
+    log = operator.output()
+    assert "adaptive allocations scaler: scaled [adaptive] to [2] allocations" in log
+    assert "adaptive allocations scaler: scaled [adaptive] to [1] allocations" in log
 
 
 def test_without_in_place_resize_a_surge_replacement_changes_allocations(operator, kube, model, localkube, one_ml_node,

@@ -37,9 +37,8 @@ class Reconciler:
     def poke(self) -> None:
         self.trigger.set()
 
-    async def run(self) -> None:
+    async def run(self, kube: Kube) -> None:
         """Until cancelled (on operator cleanup)."""
-        kube = Kube()
         actuator = Actuator(kube, self.config)
         if self.config.low_priority_class and not await asyncio.to_thread(
                 kube.ensure_priority_class, self.config.low_priority_class, LOW_PRIORITY_VALUE,
@@ -96,10 +95,11 @@ _tasks: list[asyncio.Task] = []
 async def start_reconciler(**_: Any) -> None:
     assert _reconciler is not None
     loop = asyncio.get_running_loop()
-    _tasks.append(loop.create_task(_reconciler.run(), name="tmd-reconciler"))
+    kube = Kube()  # one API client for both loops
+    _tasks.append(loop.create_task(_reconciler.run(kube), name="tmd-reconciler"))
     # Adaptive allocations sample the workers on a clock of their own: their decisions are spec
     # changes, which come back as events and so as reconciliations.
-    _tasks.append(loop.create_task(Autoscaler(Kube(), _reconciler.config).run(), name="tmd-autoscaler"))
+    _tasks.append(loop.create_task(Autoscaler(kube, _reconciler.config).run(), name="tmd-autoscaler"))
     _reconciler.poke()
 
 
