@@ -22,8 +22,10 @@ from starlette.responses import FileResponse, Response
 
 from tmd.api.errors import ElasticsearchError, ParseError, ResourceNotFound, ValidationFailed
 from tmd.api.http import ElasticProductHeader
-from tmd.shim import openapi, views
+from tmd.api.units import parse_time_value
+from tmd.shim import ml_info, openapi, views
 from tmd.shim.auth import Authenticator
+from tmd.shim.inference_api import InferenceEndpoints, task_of
 from tmd.shim.http import (check_params, error_response, is_pretty, json_response, page_params, parse_body,
                            parse_bool)
 from tmd.shim.metrics import RequestMetrics
@@ -48,6 +50,7 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         await shim.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    endpoints = InferenceEndpoints(shim)
     cluster_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, shim.settings.cluster_name))
 
     @app.exception_handler(ElasticsearchError)
@@ -109,6 +112,15 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
         q(request, *params("ml.put_trained_model"))
         return ok(request, await shim.put_model(model_id, await body_of(request, required=True)))
 
+    # Before `GET {M}/{model_id}`: routes match in order, and `_stats` is not a model id.
+    @app.get(M + "/_stats")
+    @app.get(M + "/{model_id}/_stats")
+    async def stats(request: Request, model_id: str | None = None) -> Response:
+        query = q(request, *params("ml.get_trained_models_stats"))
+        return ok(request, await shim.stats(model_id, parse_bool("allow_no_match", query.get("allow_no_match"), True),
+                                            *page_params(query),
+                                            human=parse_bool("human", query.get("human"), False)))
+
     @app.get(M)
     @app.get(M + "/{model_id}")
     async def get_models(request: Request, model_id: str | None = None) -> Response:
@@ -146,14 +158,6 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     async def delete_alias(model_id: str, alias: str, request: Request) -> Response:
         q(request, *params("ml.delete_trained_model_alias"))
         return ok(request, await shim.delete_alias(model_id, alias))
-
-    @app.get(M + "/_stats")
-    @app.get(M + "/{model_id}/_stats")
-    async def stats(request: Request, model_id: str | None = None) -> Response:
-        query = q(request, *params("ml.get_trained_models_stats"))
-        return ok(request, await shim.stats(model_id, parse_bool("allow_no_match", query.get("allow_no_match"), True),
-                                            *page_params(query),
-                                            human=parse_bool("human", query.get("human"), False)))
 
     # -- deployments
     @app.post(M + "/{model_id}/deployment/_start")
@@ -211,6 +215,68 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
             return ok(request, [{c: r[c] for c in columns} for r in rows])
         text = views.cat_text(rows, columns, header=parse_bool("v", query.get("v"), False))
         return Response(text, media_type="text/plain; charset=UTF-8")
+
+    # -- ML info and ML node memory (tmd/shim/ml_info.py)
+    @app.get("/_ml/info")
+    async def ml_info_route(request: Request) -> Response:
+        q(request, *params("ml.info"))
+        return ok(request, await ml_info.info(shim))
+
+    @app.get("/_ml/memory/_stats")
+    @app.get("/_ml/memory/{node_id}/_stats")
+    async def memory_stats(request: Request, node_id: str | None = None) -> Response:
+        query = q(request, *params("ml.get_memory_stats"))
+        for name in ("timeout", "master_timeout"):
+            if query.get(name) is not None:
+                parse_time_value(query[name], name)
+        return ok(request, await ml_info.memory(shim, node_id, parse_bool("human", query.get("human"), False)))
+
+    # -- _inference with the elasticsearch service (tmd/shim/inference_api.py); update before put
+    @app.put("/_inference/{inference_id}/_update")
+    @app.put("/_inference/{task_type}/{inference_id}/_update")
+    async def inference_update(inference_id: str, request: Request, task_type: str | None = None) -> Response:
+        q(request, *params("inference.update"))
+        return ok(request, await endpoints.update(task_of(task_type), inference_id,
+                                                  await body_of(request, required=True)))
+
+    @app.put("/_inference/{inference_id}")
+    @app.put("/_inference/{task_type}/{inference_id}")
+    async def inference_put(inference_id: str, request: Request, task_type: str | None = None) -> Response:
+        query = q(request, *params("inference.put"))
+        return ok(request, await endpoints.put(task_of(task_type), inference_id,
+                                               await body_of(request, required=True), query.get("timeout")))
+
+    @app.get("/_inference")
+    @app.get("/_inference/{inference_id}")
+    @app.get("/_inference/{task_type}/{inference_id}")
+    async def inference_get(request: Request, inference_id: str = "_all", task_type: str | None = None) -> Response:
+        q(request, *params("inference.get"))
+        return ok(request, await endpoints.get(task_of(task_type), inference_id))
+
+    @app.delete("/_inference/{inference_id}")
+    @app.delete("/_inference/{task_type}/{inference_id}")
+    async def inference_delete(inference_id: str, request: Request, task_type: str | None = None) -> Response:
+        query = q(request, *params("inference.delete"))
+        parse_bool("force", query.get("force"), False)
+        return ok(request, await endpoints.delete(task_of(task_type), inference_id,
+                                                  parse_bool("dry_run", query.get("dry_run"), False)))
+
+    @app.post("/_inference/completion/{inference_id}/_stream")
+    async def inference_stream(inference_id: str, request: Request) -> Response:
+        q(request, *params("inference.stream_completion"))
+        return ok(request, await endpoints.stream("completion", inference_id))
+
+    @app.post("/_inference/chat_completion/{inference_id}/_stream")
+    async def inference_chat_stream(inference_id: str, request: Request) -> Response:
+        q(request, *params("inference.chat_completion_unified"))
+        return ok(request, await endpoints.stream("chat_completion", inference_id))
+
+    @app.post("/_inference/{inference_id}")
+    @app.post("/_inference/{task_type}/{inference_id}")
+    async def inference_infer(inference_id: str, request: Request, task_type: str | None = None) -> Response:
+        query = q(request, *params("inference.inference"))
+        return ok(request, await endpoints.infer(task_of(task_type), inference_id, await body_of(request),
+                                                 query.get("timeout")))
 
     # -- the model store, for workers on other machines
     @app.get("/_tmd/store/{name}/{filename}")

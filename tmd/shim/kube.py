@@ -16,6 +16,18 @@ from tmd.api.resources import (API_VERSION, DEPLOYMENT, DEPLOYMENT_PLURAL, GROUP
 Object = dict[str, Any]
 
 
+ENDPOINT_ROLE = "inference-endpoint"
+ENDPOINT_KEY = "endpoint.json"
+
+
+def _endpoint(config_map: Object) -> Object | None:
+    try:
+        value = json.loads((config_map.get("data") or {}).get(ENDPOINT_KEY) or "null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("inference_id"), str) else None
+
+
 class Conflict(Exception):
     """The object already exists (create) or changed underneath (update)."""
 
@@ -111,6 +123,61 @@ class ShimKube:
     def list_worker_pods(self, deployment_name: str | None = None) -> list[Object]:
         selector = f"{LABEL_ROLE}=worker" + (f",{LABEL_DEPLOYMENT}={deployment_name}" if deployment_name else "")
         resp = self.core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False)
+        return json.loads(resp.data)["items"]
+
+    # -- inference endpoints (`_inference`): one ConfigMap each, its JSON under ENDPOINT_KEY
+    def _endpoint_name(self, inference_id: str) -> str:
+        return f"tmd-inference-{resource_name(inference_id)}"
+
+    def list_inference_endpoints(self) -> list[Object]:
+        resp = self.core.list_namespaced_config_map(self.namespace, label_selector=f"{LABEL_ROLE}={ENDPOINT_ROLE}",
+                                                    _preload_content=False)
+        return [e for e in (_endpoint(c) for c in json.loads(resp.data)["items"]) if e is not None]
+
+    def get_inference_endpoint(self, inference_id: str) -> Object | None:
+        try:
+            resp = self.core.read_namespaced_config_map(self._endpoint_name(inference_id), self.namespace,
+                                                        _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        found = _endpoint(json.loads(resp.data))
+        return found if found and found.get("inference_id") == inference_id else None
+
+    def create_inference_endpoint(self, endpoint: Object) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self._endpoint_name(endpoint["inference_id"]), "namespace": self.namespace,
+                             "labels": {LABEL_ROLE: ENDPOINT_ROLE}},
+                "data": {ENDPOINT_KEY: json.dumps(endpoint)}}
+        try:
+            self.core.create_namespaced_config_map(self.namespace, body, _preload_content=False)
+        except ApiException as err:
+            if err.status == 409:
+                raise Conflict(endpoint["inference_id"]) from None
+            raise
+
+    def patch_inference_endpoint(self, endpoint: Object) -> None:
+        self.core.patch_namespaced_config_map(self._endpoint_name(endpoint["inference_id"]), self.namespace,
+                                              {"data": {ENDPOINT_KEY: json.dumps(endpoint)}}, _preload_content=False)
+
+    def delete_inference_endpoint(self, inference_id: str) -> bool:
+        try:
+            self.core.delete_namespaced_config_map(self._endpoint_name(inference_id), self.namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    # -- ML capacity (`_ml/info`, `_ml/memory/_stats`): cluster-wide reads, a ClusterRole's
+    def list_nodes(self) -> list[Object]:
+        resp = self.core.list_node(_preload_content=False)
+        return json.loads(resp.data)["items"]
+
+    def list_all_pods(self) -> list[Object]:
+        """Every pod of the cluster: what other workloads request on ML nodes is not tmd's to use."""
+        resp = self.core.list_pod_for_all_namespaces(_preload_content=False)
         return json.loads(resp.data)["items"]
 
     def read_secret(self, name: str) -> dict[str, str]:

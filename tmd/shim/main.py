@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Secret (in --namespace) with users.json; enables authentication")
     parser.add_argument("--metrics", default=env("TMD_SHIM_METRICS") or None, metavar="HOST:PORT",
                         help="serve Prometheus metrics at http://HOST:PORT/metrics (env TMD_SHIM_METRICS)")
+    parser.add_argument("--ml-node-selector", default=env("TMD_ML_NODE_SELECTOR", "ml.tmd.dev/ml-node=true"),
+                        help="key=value[,...]: the ML nodes, as the operator's TMD_ML_NODE_SELECTOR (for _ml/info)")
     parser.add_argument("--no-auth", action="store_true", help="serve without authentication (loopback use)")
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from kubernetes.config import ConfigException
 
+    from tmd.api.ml_nodes import parse_node_selector
     from tmd.shim.app import create_app
     from tmd.shim.auth import Authenticator
     from tmd.shim.kube import ShimKube
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
     log = logging.getLogger("tmd.shim")
     settings = ShimSettings(namespace=args.namespace, store_root=args.store, store_uri_base=args.store_uri_base,
-                            version=args.es_version, worker_port=args.worker_port)
+                            version=args.es_version, worker_port=args.worker_port,
+                            ml_node_selector=parse_node_selector(args.ml_node_selector))
     if args.metrics:
         from tmd.shim.metrics import serve
 

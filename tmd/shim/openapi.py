@@ -23,6 +23,7 @@ from tmd.shim.http import INT_MAX
 
 Schema = dict[str, Any]
 M = "/_ml/trained_models"
+I = "/_inference"
 OPENAPI_PATH = "/_tmd/openapi.json"
 
 
@@ -85,6 +86,32 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("cat.ml_trained_models", "GET", ("/_cat/ml/trained_models", "/_cat/ml/trained_models/{model_id}"),
              "Trained models as a table", ("allow_no_match", "from", "size", "bytes", "format", "h", "help", "s",
                                            "time", "v"), response="cat"),
+    Endpoint("ml.info", "GET", ("/_ml/info",), "Machine learning defaults and limits, from the ML nodes",
+             response="ml_info"),
+    Endpoint("ml.get_memory_stats", "GET", ("/_ml/memory/_stats", "/_ml/memory/{node_id}/_stats"),
+             "Memory of each ML node and what inference uses of it", ("master_timeout", "timeout"),
+             response="memory_stats"),
+    # Update before put: `PUT /_inference/x/_update` is the update API, not task type x.
+    Endpoint("inference.update", "PUT", (I + "/{inference_id}/_update", I + "/{task_type}/{inference_id}/_update"),
+             "Change an elasticsearch-service endpoint's allocations", (), "inference_update", True,
+             "inference_endpoint"),
+    Endpoint("inference.put", "PUT", (I + "/{inference_id}", I + "/{task_type}/{inference_id}"),
+             "Create an elasticsearch-service inference endpoint: starts a deployment (or attaches to one)",
+             ("timeout",), "inference_endpoint", True, "inference_endpoint"),
+    Endpoint("inference.get", "GET", (I, I + "/{inference_id}", I + "/{task_type}/{inference_id}"),
+             "Inference endpoints (`_all` for every one)", response="inference_endpoints"),
+    Endpoint("inference.delete", "DELETE", (I + "/{inference_id}", I + "/{task_type}/{inference_id}"),
+             "Delete an inference endpoint and stop the deployment it started", ("dry_run", "force"),
+             response="inference_deleted"),
+    Endpoint("inference.stream_completion", "POST", (I + "/completion/{inference_id}/_stream",),
+             "Streamed completion: no elasticsearch-service endpoint does completion (the task type error)",
+             ("timeout",), "object", False, "object"),
+    Endpoint("inference.chat_completion_unified", "POST", (I + "/chat_completion/{inference_id}/_stream",),
+             "Streamed chat completion: no elasticsearch-service endpoint does it (the task type error)",
+             ("timeout",), "object", False, "object"),
+    Endpoint("inference.inference", "POST", (I + "/{inference_id}", I + "/{task_type}/{inference_id}"),
+             "Embed, expand or rerank `input` with an endpoint", ("timeout",), "inference_input", True,
+             "inference_results_of_task"),
     Endpoint("tmd.store_file", "GET", ("/_tmd/store/{name}/{filename}",),
              "tmd: an assembled model file, for workers on other machines (no credentials needed)",
              response="file"),
@@ -153,6 +180,7 @@ PARAMS: dict[str, tuple[Schema, str]] = {
     "s": ({"type": "string"}, "Accepted and ignored."),
     "time": ({"type": "string"}, "Accepted and ignored."),
     "v": (_FLAG, "Print the column header."),
+    "dry_run": (_FLAG, "Only say what refers to the endpoint (in tmd: nothing), delete nothing."),
 }
 
 FLAGS = frozenset(name for name, (schema, _) in {**GLOBAL_PARAMS, **PARAMS}.items() if schema is _FLAG)
@@ -165,6 +193,11 @@ PATH_PARAMS: dict[str, tuple[Schema, str]] = {
     "part": ({"type": "integer", "minimum": 0, "maximum": 9_999}, "Number of the definition part, from 0."),
     "name": (_ID, "The model's resource name."),
     "filename": (_ID, "model.pt or vocabulary.json."),
+    "node_id": (_ID, "Node names, uids or wildcards, comma separated; `_all`."),
+    "inference_id": (_ID, "The inference endpoint id (`_all` on GET)."),
+    "task_type": ({"type": "string", "enum": ["text_embedding", "sparse_embedding", "rerank", "completion",
+                                              "chat_completion"]},
+                  "The endpoint's task type; tmd's elasticsearch service serves the first three."),
 }
 
 
@@ -277,6 +310,26 @@ def _bodies() -> dict[str, Schema]:
                          "finish_pending_work": _BOOL}),
         "update": _object({"model_id": {"type": "string"}, "deployment_id": {"type": "string"},
                            "number_of_allocations": {**_INT, "minimum": 1}, "adaptive_allocations": adaptive}),
+        "inference_endpoint": _object({
+            "service": {"type": "string", "enum": ["elasticsearch", "elser"]},
+            "task_type": {"type": "string"},
+            "service_settings": _object({
+                "model_id": {"type": "string"}, "deployment_id": {"type": "string"},
+                "num_allocations": {**_INT, "minimum": 1}, "num_threads": {**_INT, "enum": [1, 2, 4, 8, 16, 32]},
+                "adaptive_allocations": adaptive}),
+            "task_settings": {"type": "object"},
+            "chunking_settings": {"type": "object"},
+        }, ("service", "service_settings")),
+        "inference_update": _object({"service_settings": _object({
+            "num_allocations": {**_INT, "minimum": 1}, "adaptive_allocations": adaptive}),
+            "task_settings": {"type": "object"}}),
+        "inference_input": _object({
+            "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+            "query": {"type": "string", "description": "rerank: the query the inputs are scored against."},
+            "input_type": {"type": "string"}, "task_settings": {"type": "object"},
+            "return_documents": _BOOL, "top_n": {**_INT, "minimum": 0}, "timeout": _DURATION,
+        }, ("input",)),
+        "object": {"type": "object"},
         "infer": _object({
             "docs": {"type": "array", "minItems": 1, "items": {"type": "object"},
                      "description": "Documents: the model's input field (default `input`) holds the text."},
@@ -316,6 +369,12 @@ _ASSIGNMENT = _object({
 }, ("task_parameters", "routing_table", "assignment_state"), additional=True)
 
 
+_INFERENCE_ENDPOINT = _object({
+    "inference_id": {"type": "string"}, "task_type": {"type": "string"}, "service": {"type": "string"},
+    "service_settings": {"type": "object"}, "task_settings": {"type": "object"},
+    "chunking_settings": {"type": "object"}}, ("inference_id", "task_type", "service", "service_settings"))
+
+
 def _json(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -349,6 +408,31 @@ def _responses() -> dict[str, dict[str, Any]]:
         "inference_results": {"description": "One result per document, in order", "content": _json(_object(
             {"inference_results": {"type": "array", "items": {"type": "object"}}}, ("inference_results",)))},
         "object": {"description": ok, "content": _json({"type": "object"})},
+        "ml_info": {"description": ok, "content": _json(_object({
+            "defaults": {"type": "object"}, "upgrade_mode": _BOOL, "native_code": {"type": "object"},
+            "limits": _object({"total_ml_memory": {"type": "string"}, "total_ml_processors": _INT,
+                               "max_single_ml_node_processors": _INT,
+                               "effective_max_model_memory_limit": {"type": "string"}}, ("total_ml_memory",))},
+            ("defaults", "upgrade_mode", "native_code", "limits")))},
+        "memory_stats": {"description": "One entry per ML node, keyed by node id", "content": _json(_object({
+            "_nodes": {"type": "object"}, "cluster_name": {"type": "string"},
+            "nodes": {"type": "object", "additionalProperties": _object(
+                {"name": {"type": "string"}, "mem": {"type": "object"}, "jvm": {"type": "object"}},
+                ("name", "mem", "jvm"), True)}}, ("_nodes", "cluster_name", "nodes")))},
+        "inference_endpoint": {"description": "The endpoint's configuration", "content": _json(_INFERENCE_ENDPOINT)},
+        "inference_endpoints": {"description": ok, "content": _json(_object(
+            {"endpoints": {"type": "array", "items": _INFERENCE_ENDPOINT}}, ("endpoints",)))},
+        "inference_deleted": {"description": ok, "content": _json(_object(
+            {"acknowledged": _BOOL, "pipelines": {"type": "array"}, "indexes": {"type": "array"}},
+            ("acknowledged", "pipelines", "indexes")))},
+        "inference_results_of_task": {"description": "`text_embedding`, `sparse_embedding` or `rerank` results",
+                                      "content": _json({**_object({
+            "text_embedding": {"type": "array", "items": _object({"embedding": {"type": "array"}}, ("embedding",))},
+            "sparse_embedding": {"type": "array", "items": _object(
+                {"is_truncated": _BOOL, "embedding": {"type": "object"}}, ("is_truncated", "embedding"))},
+            "rerank": {"type": "array", "items": _object(
+                {"index": _INT, "relevance_score": {"type": "number"}, "text": {"type": "string"}},
+                ("index", "relevance_score"))}}), "minProperties": 1, "maxProperties": 1})},
         "cat": {"description": "A text table, or a JSON array with format=json",
                 "content": {"text/plain": {"schema": {"type": "string"}},
                             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},

@@ -14,7 +14,7 @@ import fnmatch
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import aiohttp
@@ -24,7 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from tmd.api.deployment import MAX_DEPLOYMENTS, AdaptiveAllocations, adaptive_allocations_errors, parse_start_request
 from tmd.api.errors import (ElasticsearchError, IllegalArgument, ParseError, ResourceAlreadyExists, ResourceNotFound,
                             StatusException, ValidationFailed)
-from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE
+from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_ML_NODE, LABEL_NODE
 from tmd.api.trained_model import parse_trained_model_config
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views
@@ -61,6 +61,8 @@ class ShimSettings:
     cluster_name: str = "tmd"
     worker_port: int = 8080
     fail_start_without_capacity: bool = True  # §2.3 step 12 as self-managed Elasticsearch (no autoscaling)
+    # Which nodes are ML nodes, as the operator's TMD_ML_NODE_SELECTOR says (`_ml/info`, `_ml/memory/_stats`)
+    ml_node_selector: dict[str, str] = field(default_factory=lambda: {LABEL_ML_NODE: "true"})
 
 
 class Shim:

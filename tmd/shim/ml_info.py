@@ -1,0 +1,166 @@
+"""`GET _ml/info` and `GET _ml/memory[/{node_id}]/_stats` from the cluster's ML nodes.
+
+Elasticsearch computes both from its ML nodes' processors and memory; tmd's ML nodes are the
+Kubernetes nodes the operator plans onto, with the capacity the operator's planner sees
+(`tmd.api.ml_nodes`: allocatable less what other workloads request, processors rounded down).
+Pure functions over Kubernetes objects; the shim's route only lists nodes and pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from tmd.api.memory import MB, NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES, byte_size_string
+from tmd.api.ml_nodes import MLNode, is_worker_pod, matches_selector, ml_nodes_from_kubernetes, parse_quantity_value, \
+    pod_requests
+
+Object = dict[str, Any]
+
+# AnalysisLimits / Job / DatafeedConfig defaults Elasticsearch reports under `defaults` (tmd runs no
+# anomaly detection jobs or datafeeds; the values are Elasticsearch's so clients read what they expect).
+DEFAULT_MODEL_MEMORY_LIMIT_BYTES = 1024 * MB
+CATEGORIZATION_EXAMPLES_LIMIT = 4
+MODEL_SNAPSHOT_RETENTION_DAYS = 10
+DAILY_MODEL_SNAPSHOT_RETENTION_AFTER_DAYS = 1
+DATAFEED_SCROLL_SIZE = 1000
+
+
+def _mb_string(n: int) -> str:
+    """`ByteSizeValue.ofMb(toMB(n)).getStringRep()`: whole megabytes, rounded down."""
+    return f"{max(0, n) // MB}mb"
+
+
+def ml_memory_bytes(node: MLNode) -> int:
+    """What ML may use on a node before the native code overhead (Elasticsearch's `ml.max`)."""
+    return node.memory_bytes + NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES if node.memory_bytes else 0
+
+
+def ml_info(nodes: Iterable[MLNode], version: str) -> Object:
+    """The `GET _ml/info` body (TransportMlInfoAction) over the assignable ML nodes.
+
+    `effective_max_model_memory_limit` is the largest node's ML memory less the native overhead
+    and `total_ml_memory` the sum over nodes, both in whole megabytes; both are left out when there
+    is no ML node, as Elasticsearch leaves them out. `max_model_memory_limit` is Elasticsearch's
+    `xpack.ml.max_model_memory_limit` setting, which tmd does not have: never present.
+    """
+    usable = [n for n in nodes if n.assignable]
+    limits: Object = {}
+    default_limit = DEFAULT_MODEL_MEMORY_LIMIT_BYTES
+    if usable:
+        largest = max(n.memory_bytes for n in usable)
+        limits["effective_max_model_memory_limit"] = _mb_string(largest)
+        limits["total_ml_memory"] = _mb_string(sum(ml_memory_bytes(n) for n in usable))
+        limits["total_ml_processors"] = sum(n.processors for n in usable)
+        limits["max_single_ml_node_processors"] = max(n.processors for n in usable)
+        default_limit = min(default_limit, (largest // MB) * MB) or default_limit
+    else:
+        limits["total_ml_memory"] = "0mb"
+    return {
+        "defaults": {
+            "anomaly_detectors": {
+                "model_memory_limit": _mb_string(default_limit) if default_limit % (1024 * MB)
+                else byte_size_string(default_limit),
+                "categorization_examples_limit": CATEGORIZATION_EXAMPLES_LIMIT,
+                "model_snapshot_retention_days": MODEL_SNAPSHOT_RETENTION_DAYS,
+                "daily_model_snapshot_retention_after_days": DAILY_MODEL_SNAPSHOT_RETENTION_AFTER_DAYS,
+            },
+            "datafeeds": {"scroll_size": DATAFEED_SCROLL_SIZE},
+        },
+        "upgrade_mode": False,
+        "native_code": {"version": version, "build_hash": "tmd"},
+        "limits": limits,
+    }
+
+
+def _bytes_field(out: Object, name: str, value: int, human: bool) -> None:
+    """XContentBuilder.humanReadableField: `<name>_in_bytes`, and `<name>` too with `human`."""
+    if human:
+        out[name] = byte_size_string(value)
+    out[f"{name}_in_bytes"] = value
+
+
+def _node_matches(node: Mapping[str, Any], expressions: list[str]) -> bool:
+    """DiscoveryNodes.resolveNodes, for what a node of tmd has: `_all`, `*`, names, uids, wildcards."""
+    meta = node.get("metadata") or {}
+    for expr in expressions:
+        if expr in ("_all", "*") or fnmatch.fnmatchcase(meta.get("name", ""), expr) or expr == meta.get("uid"):
+            return True
+    return False
+
+
+def _address(node: Mapping[str, Any]) -> str:
+    for address in (node.get("status") or {}).get("addresses") or []:
+        if address.get("type") == "InternalIP":
+            return str(address.get("address"))
+    return str((node.get("metadata") or {}).get("name"))
+
+
+def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[str, Any] | None,
+                 node_id: str | None, cluster_name: str, human: bool = False) -> Object:
+    """The `GET _ml/memory/_stats` body (MlMemoryAction.Response inside the nodes response).
+
+    Per ML node: `mem.total` its memory capacity, `mem.ml.max` what ML may use (allocatable less
+    other workloads' requests), `native_inference` the memory requests of the tmd worker pods on
+    it (each sized by the deployment memory estimate), `native_code_overhead` 30mb while a worker
+    runs there. tmd has no JVM, anomaly detectors or data frame analytics: those are 0.
+    """
+    ml = [n for n in k8s_nodes if matches_selector((n.get("metadata") or {}).get("labels"), selector)]
+    if node_id:
+        ml = [n for n in ml if _node_matches(n, node_id.split(","))]
+    capacities = {n.name: n for n in ml_nodes_from_kubernetes(ml, pods, None)}
+    nodes: Object = {}
+    for node in sorted(ml, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        workers = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name and is_worker_pod(p)
+                   and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        inference = sum(int(pod_requests(p)[1]) for p in workers)
+        try:
+            total = int(parse_quantity_value(((node.get("status") or {}).get("capacity") or {}).get("memory", 0)))
+        except ValueError:
+            total = 0
+        capacity = capacities[name]
+        mem: Object = {}
+        _bytes_field(mem, "total", total, human)
+        _bytes_field(mem, "adjusted_total", total, human)
+        ml_mem: Object = {}
+        _bytes_field(ml_mem, "max", ml_memory_bytes(capacity), human)
+        _bytes_field(ml_mem, "native_code_overhead", NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES if workers else 0, human)
+        _bytes_field(ml_mem, "anomaly_detectors", 0, human)
+        _bytes_field(ml_mem, "data_frame_analytics", 0, human)
+        _bytes_field(ml_mem, "native_inference", inference, human)
+        mem["ml"] = ml_mem
+        jvm: Object = {}
+        for field in ("heap_max", "java_inference_max", "java_inference"):
+            _bytes_field(jvm, field, 0, human)
+        nodes[node["metadata"].get("uid") or name] = {
+            "name": name,
+            "ephemeral_id": node["metadata"].get("uid") or name,
+            "transport_address": _address(node),
+            "attributes": {"ml.machine_memory": str(total),
+                           "ml.allocated_processors": str(capacity.processors),
+                           "ml.allocated_processors_double": str(float(Decimal(capacity.processors)))},
+            "roles": ["ml"],
+            "mem": mem,
+            "jvm": jvm,
+        }
+    return {"_nodes": {"total": len(nodes), "successful": len(nodes), "failed": 0}, "cluster_name": cluster_name,
+            "nodes": nodes}
+
+
+async def info(shim: Any) -> Object:
+    """`GET _ml/info` for the shim's cluster."""
+    nodes, pods = await asyncio.gather(asyncio.to_thread(shim.kube.list_nodes),
+                                       asyncio.to_thread(shim.kube.list_all_pods))
+    selector = {"matchLabels": shim.settings.ml_node_selector}
+    return ml_info(ml_nodes_from_kubernetes(nodes, pods, selector), shim.settings.version)
+
+
+async def memory(shim: Any, node_id: str | None, human: bool) -> Object:
+    """`GET _ml/memory[/{node_id}]/_stats` for the shim's cluster."""
+    nodes, pods = await asyncio.gather(asyncio.to_thread(shim.kube.list_nodes),
+                                       asyncio.to_thread(shim.kube.list_all_pods))
+    return memory_stats(nodes, pods, {"matchLabels": shim.settings.ml_node_selector}, node_id,
+                        shim.settings.cluster_name, human)
