@@ -470,6 +470,6 @@ def _same_task(url_task: str, endpoint: Mapping[str, Any]) -> None:
 
 
 def _input_field(model: Mapping[str, Any]) -> str:
-    names = ((model.get("spec") or {}).get("input") or {}).get("field_names") or ["text_field"]
+    names = ((model.get("spec") or {}).get("input") or {}).get("field_names") or ["input"]  # PYTORCH's default
     return str(names[0])
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from tmd.api.memory import MB, NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES, byte_size_string
-from tmd.api.ml_nodes import MLNode, is_worker_pod, matches_selector, ml_nodes_from_kubernetes, parse_quantity_value, \
-    pod_requests
+from tmd.api.ml_nodes import MLNode, matches_selector, ml_nodes_from_kubernetes, parse_quantity_value, pod_requests
+from tmd.api.resources import LABEL_ROLE
 
 Object = dict[str, Any]
 
@@ -26,6 +26,11 @@ CATEGORIZATION_EXAMPLES_LIMIT = 4
 MODEL_SNAPSHOT_RETENTION_DAYS = 10
 DAILY_MODEL_SNAPSHOT_RETENTION_AFTER_DAYS = 1
 DATAFEED_SCROLL_SIZE = 1000
+
+
+def is_worker(pod: Mapping[str, Any]) -> bool:
+    """A tmd worker pod (the label the operator puts on them and ShimKube.list_worker_pods selects)."""
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE) == "worker"
 
 
 def _mb_string(n: int) -> str:
@@ -110,11 +115,11 @@ def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[
     ml = [n for n in k8s_nodes if matches_selector((n.get("metadata") or {}).get("labels"), selector)]
     if node_id:
         ml = [n for n in ml if _node_matches(n, node_id.split(","))]
-    capacities = {n.name: n for n in ml_nodes_from_kubernetes(ml, pods, None)}
+    capacities = {n.name: n for n in ml_nodes_from_kubernetes(ml, pods, None, worker_pod=is_worker)}
     nodes: Object = {}
     for node in sorted(ml, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
-        workers = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name and is_worker_pod(p)
+        workers = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name and is_worker(p)
                    and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         inference = sum(int(pod_requests(p)[1]) for p in workers)
         try:
@@ -155,7 +160,7 @@ async def info(shim: Any) -> Object:
     nodes, pods = await asyncio.gather(asyncio.to_thread(shim.kube.list_nodes),
                                        asyncio.to_thread(shim.kube.list_all_pods))
     selector = {"matchLabels": shim.settings.ml_node_selector}
-    return ml_info(ml_nodes_from_kubernetes(nodes, pods, selector), shim.settings.version)
+    return ml_info(ml_nodes_from_kubernetes(nodes, pods, selector, worker_pod=is_worker), shim.settings.version)
 
 
 async def memory(shim: Any, node_id: str | None, human: bool) -> Object:
