@@ -49,22 +49,37 @@ def test_shim_settings_from_the_manifest(monkeypatch):
 
 
 def test_shim_role_grants_exactly_what_shimkube_calls():
-    role = find(build("base"), "Role", "tmd-shim")
+    """The namespaced calls against the Role, the two cluster-wide lists (ML node capacity for
+    `_ml/info` and `_ml/memory/_stats`) against the ClusterRole."""
+    resources = build("base")
+    role = find(resources, "Role", "tmd-shim")
+    cluster_role = find(resources, "ClusterRole", "tmd-shim")
     spec = {"model_id": "m", "deployment_id": "m"}
+    endpoint = {"inference_id": "e", "task_type": "text_embedding"}
     with recording_api() as (api, requests):
         kube = shim_kube.ShimKube("tmd-system", api)
         calls = {name for name in vars(shim_kube.ShimKube) if not name.startswith("_")}
         assert calls == {"list_models", "get_model", "create_model", "patch_model_spec", "delete_model",
                          "list_deployments", "get_deployment", "create_deployment", "patch_deployment_spec",
-                         "delete_deployment", "list_worker_pods", "read_secret"}, \
+                         "delete_deployment", "list_worker_pods", "read_secret", "list_inference_endpoints",
+                         "get_inference_endpoint", "create_inference_endpoint", "patch_inference_endpoint",
+                         "delete_inference_endpoint", "list_nodes", "list_all_pods"}, \
             "ShimKube has a new call: exercise it here and grant it in manifests/base/shim-rbac.yaml"
         kube.list_models(), kube.get_model("m"), kube.create_model(spec), kube.patch_model_spec("m", spec)
         kube.delete_model("m"), kube.list_deployments(), kube.get_deployment("m"), kube.create_deployment(spec)
         kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods()
         kube.read_secret(manifest_env()["TMD_AUTH_SECRET"])
-    assert all("/namespaces/tmd-system/" in path for _, path in requests)  # a Role suffices
-    needed = {permission(method, path) for method, path in requests}
+        kube.list_inference_endpoints(), kube.get_inference_endpoint("e"), kube.create_inference_endpoint(endpoint)
+        kube.patch_inference_endpoint(endpoint), kube.delete_inference_endpoint("e")
+        namespaced = len(requests)
+        kube.list_nodes(), kube.list_all_pods()
+    assert all("/namespaces/tmd-system/" in path for _, path in requests[:namespaced])
+    assert not any("/namespaces/" in path for _, path in requests[namespaced:])
+    needed = {permission(method, path) for method, path in requests[:namespaced]}
     assert needed == granted(role)
+    assert {permission(method, path) for method, path in requests[namespaced:]} == granted(cluster_role)
     secret_paths = [path for _, path in requests if "/secrets/" in path]
     names = [rule["resourceNames"] for rule in role["rules"] if "resourceNames" in rule]
     assert names == [[path.rsplit("/", 1)[1] for path in secret_paths]]
+    binding = find(resources, "ClusterRoleBinding", "tmd-shim")
+    assert binding["roleRef"]["name"] == "tmd-shim" and binding["subjects"][0]["name"] == "tmd-shim"

@@ -101,6 +101,8 @@ EXISTING: dict[str, list[str]] = {
     "model_alias": [ALIAS, "other_alias"], "part": ["0", "1", "-1", "10000"],
     "name": [resource_name(DEFINED), resource_name(BARE)],
     "filename": ["model.pt", "vocabulary.json", "definition.json", "parts"],
+    "node_id": ["_all", "*", "node-1", "missing"], "inference_id": ["fuzz-endpoint", "_all", DEFINED],
+    "task_type": ["text_embedding", "sparse_embedding", "rerank", "completion"],
 }
 
 # Values that parse, swapped in for the steered cases, so that starts get past parameter parsing.
@@ -109,17 +111,22 @@ REALISTIC: dict[str, list[Any]] = {
     "deployment_id": ["fuzz_deployment", "fuzz_deployment_2", "fuzz_deployment_3", "fuzz_deployment_4", DEFINED, BARE],
     "number_of_allocations": [1, 2], "threads_per_allocation": [1, 2], "queue_capacity": [1, 1024],
     "model_threads": [1], "inference_threads": [1], "model_type": ["pytorch"], "tags": [[], ["fuzz"]],
+    "service": ["elasticsearch"], "input": [["these are my words"], "words"],
+    "service_settings": [{"model_id": DEFINED, "num_allocations": 1, "num_threads": 1}, {"model_id": BARE}],
 }
 
-REQUIRED = {"inference_config", "docs", "definition", "total_definition_length", "total_parts", "vocabulary"}
+REQUIRED = {"inference_config", "docs", "definition", "total_definition_length", "total_parts", "vocabulary",
+            "service", "service_settings", "input"}
 
 # The description the shim serves (test_openapi.py checks that it serves exactly this one).
 schema = schemathesis.openapi.from_dict(openapi.build("9.1.0", auth=False), config=CONFIG)
 
 
 def _bound_waits(case: Any) -> None:
-    """Cap a start's wait (query or body `timeout`, default 30s) at START_WAIT_CAP: no operator runs."""
-    if not case.path.endswith("/deployment/_start"):
+    """Cap a start's wait (query or body `timeout`, default 30s) at START_WAIT_CAP: no operator runs.
+    Creating an inference endpoint starts a deployment too."""
+    if not (case.path.endswith("/deployment/_start")
+            or (case.method.upper() == "PUT" and case.path.startswith(openapi.I) and not case.path.endswith("_update"))):
         return
     query = case.query if isinstance(case.query, dict) else {}
     body = case.body if isinstance(case.body, dict) else {}
