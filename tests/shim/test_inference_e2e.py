@@ -71,6 +71,10 @@ def test_ml_info_limits_come_from_the_ml_nodes(es):
     assert "max_model_memory_limit" not in limits
     assert info["upgrade_mode"] is False and info["native_code"]["version"] == "9.1.0"
     assert info["defaults"]["anomaly_detectors"]["model_memory_limit"] == "1gb"
+    # what Kibana's trained models page reads besides: the ML nodes' os info, keyed as memory stats are
+    nodes = es.nodes.info(node_id="ml:true", metric="os")["nodes"]
+    assert set(nodes) == set(es.ml.get_memory_stats()["nodes"]) and len(nodes) == 2
+    assert all(n["os"]["allocated_processors"] == 2 and n["roles"] == ["ml"] for n in nodes.values())
 
 
 def test_inference_text_embedding_endpoint_lifecycle(es):
@@ -89,6 +93,9 @@ def test_inference_text_embedding_endpoint_lifecycle(es):
     assert len(used) == 1 and used[0]["mem"]["ml"]["native_code_overhead_in_bytes"] == NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES
     assert all(n["mem"]["total_in_bytes"] == 4 * GI and n["mem"]["ml"]["max_in_bytes"] == 4 * GI
                for n in memory["nodes"].values())
+    # the node id joins the two APIs (Kibana's ML node overview matches deployment_stats.nodes[].node keys)
+    (route,) = stats["nodes"]
+    assert [k for k, n in memory["nodes"].items() if n is used[0]] == list(route["node"])
     one = es.ml.get_memory_stats(node_id=used[0]["name"])
     assert list(one["nodes"].values())[0]["name"] == used[0]["name"] and one["_nodes"]["total"] == 1
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tmd.api.errors import IllegalArgument
 from tmd.api.memory import MB, NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES as OVERHEAD
 from tmd.api.ml_nodes import MLNode, ml_nodes_from_kubernetes
-from tmd.shim.ml_info import is_worker, memory_stats, ml_info
+from tmd.shim.ml_info import is_worker, memory_stats, ml_info, nodes_os_info
 
 GI = 1 << 30
 SELECTOR = {"matchLabels": {"ml.tmd.dev/ml-node": "true"}}
@@ -58,7 +61,7 @@ def test_memory_stats_per_ml_node():
     pods = [pod("ml-1", "1", "1Gi"), pod("ml-1", "2", "2Gi", worker=True)]
     body = memory_stats(nodes, pods, SELECTOR, None, "tmd")
     assert body["_nodes"] == {"total": 2, "successful": 2, "failed": 0} and body["cluster_name"] == "tmd"
-    one, two = body["nodes"]["uid-ml-1"], body["nodes"]["uid-ml-2"]
+    one, two = body["nodes"]["ml-1"], body["nodes"]["ml-2"]
     assert one["name"] == "ml-1" and one["roles"] == ["ml"] and one["transport_address"] == "10.0.0.4"
     assert one["mem"]["total_in_bytes"] == 8 * GI
     assert one["mem"]["ml"] == {"max_in_bytes": 7 * GI, "native_code_overhead_in_bytes": OVERHEAD,
@@ -71,9 +74,28 @@ def test_memory_stats_per_ml_node():
 
 def test_memory_stats_node_filter_and_human():
     nodes = [node("ml-1", "4", "8Gi"), node("ml-2", "2", "4Gi")]
-    assert list(memory_stats(nodes, [], SELECTOR, "ml-2", "tmd")["nodes"]) == ["uid-ml-2"]
-    assert list(memory_stats(nodes, [], SELECTOR, "uid-ml-1,nothing", "tmd")["nodes"]) == ["uid-ml-1"]
+    assert list(memory_stats(nodes, [], SELECTOR, "ml-2", "tmd")["nodes"]) == ["ml-2"]
+    assert list(memory_stats(nodes, [], SELECTOR, "uid-ml-1,nothing", "tmd")["nodes"]) == ["ml-1"]
     assert len(memory_stats(nodes, [], SELECTOR, "ml-*", "tmd")["nodes"]) == 2
     assert memory_stats(nodes, [], SELECTOR, "missing", "tmd")["_nodes"]["total"] == 0
-    human = memory_stats(nodes, [], SELECTOR, "ml-2", "tmd", human=True)["nodes"]["uid-ml-2"]
+    human = memory_stats(nodes, [], SELECTOR, "ml-2", "tmd", human=True)["nodes"]["ml-2"]
     assert human["mem"]["total"] == "4gb" and human["mem"]["total_in_bytes"] == 4 * GI
+
+
+def test_nodes_os_info_for_kibana():
+    """Kibana's trained models page asks `GET _nodes/ml:true/os` for the ML nodes' OS and arch."""
+    nodes = [node("ml-1", "4", "8Gi"), node("plain", "16", "64Gi", ml=False)]
+    nodes[0]["status"]["nodeInfo"] = {"operatingSystem": "linux", "architecture": "amd64", "osImage": "Debian",
+                                      "kernelVersion": "6.1"}
+    body = nodes_os_info(nodes, [], SELECTOR, "ml:true", "os", "/_nodes/ml:true/os", "tmd", "9.1.0")
+    assert body["_nodes"]["total"] == 1
+    os_info = body["nodes"]["ml-1"]["os"]
+    assert (os_info["name"], os_info["arch"], os_info["available_processors"]) == ("Linux", "amd64", 4)
+    assert nodes_os_info(nodes, [], SELECTOR, "master:true", "os", "/p", "tmd", "9.1.0")["nodes"] == {}
+    assert list(nodes_os_info(nodes, [], SELECTOR, "ml-*", "os", "/p", "tmd", "9.1.0")["nodes"]) == ["ml-1"]
+    with pytest.raises(IllegalArgument) as err:
+        nodes_os_info(nodes, [], SELECTOR, "_all", "os,bogus", "/_nodes/_all/os,bogus", "tmd", "9.1.0")
+    assert err.value.reason == "request [/_nodes/_all/os,bogus] contains unrecognized metric: [bogus]"
+    with pytest.raises(IllegalArgument) as err:
+        nodes_os_info(nodes, [], SELECTOR, "_all", "jvm", "/_nodes/_all/jvm", "tmd", "9.1.0")
+    assert err.value.reason == "tmd serves only the [os] metric of nodes info, not ['jvm']"

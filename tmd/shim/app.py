@@ -231,6 +231,14 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
                 parse_time_value(query[name], name)
         return ok(request, await ml_info.memory(shim, node_id, parse_bool("human", query.get("human"), False)))
 
+    @app.get("/_nodes/{node_id}/{metric}")
+    async def nodes_info(node_id: str, metric: str, request: Request) -> Response:
+        query = q(request, *params("nodes.info"))
+        if query.get("timeout") is not None:
+            parse_time_value(query["timeout"], "timeout")
+        parse_bool("flat_settings", query.get("flat_settings"), False)
+        return ok(request, await ml_info.nodes_info(shim, node_id, metric, request.url.path))
+
     # -- _inference with the elasticsearch service (tmd/shim/inference_api.py); update before put
     @app.put("/_inference/{inference_id}/_update")
     @app.put("/_inference/{task_type}/{inference_id}/_update")

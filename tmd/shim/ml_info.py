@@ -13,6 +13,7 @@ import fnmatch
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
+from tmd.api.errors import IllegalArgument
 from tmd.api.memory import MB, NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES, byte_size_string
 from tmd.api.ml_nodes import MLNode, matches_selector, ml_nodes_from_kubernetes, parse_quantity_value, pod_requests
 from tmd.api.resources import LABEL_ROLE
@@ -96,6 +97,62 @@ def _node_matches(node: Mapping[str, Any], expressions: list[str]) -> bool:
     return False
 
 
+def _node_filter_matches(node: Mapping[str, Any], expressions: list[str]) -> bool:
+    """`_node_matches` plus the role filters (`ml:true`): every node tmd knows is an ML node and
+    nothing else (no master, data or ingest role)."""
+    plain = []
+    for expr in expressions:
+        role, sep, value = expr.partition(":")
+        if sep and value in ("true", "false"):
+            if (role == "ml") == (value == "true"):
+                return True
+        else:
+            plain.append(expr)
+    return bool(plain) and _node_matches(node, plain)
+
+
+# The nodes info metrics Elasticsearch knows (NodesInfoMetrics.Metric); tmd answers `os` only.
+NODES_INFO_METRICS = ("settings", "os", "process", "jvm", "thread_pool", "transport", "http", "remote_cluster_server",
+                      "plugins", "ingest", "aggregations", "indices")
+
+
+def nodes_os_info(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[str, Any] | None, node_id: str,
+                  metric: str, path: str, cluster_name: str, version: str) -> Object:
+    """`GET _nodes/{node_id}/os` over the ML nodes: what Kibana's trained models page reads to
+    recommend model variants (`os.name`, `os.arch`, from the kubelet's node info)."""
+    metrics = [m for m in metric.split(",") if m]
+    unknown = [m for m in metrics if m not in NODES_INFO_METRICS + ("_all", "_none")]
+    if unknown:
+        raise IllegalArgument(f"request [{path}] contains unrecognized metric" + (
+            f": [{unknown[0]}]" if len(unknown) == 1 else "s: " + ", ".join(f"[{m}]" for m in unknown)))
+    unserved = sorted({m for m in metrics if m not in ("os", "_none")})
+    if unserved:
+        raise IllegalArgument(f"tmd serves only the [os] metric of nodes info, not {unserved}")
+    ml = [n for n in k8s_nodes if matches_selector((n.get("metadata") or {}).get("labels"), selector)
+          and _node_filter_matches(n, node_id.split(","))]
+    capacities = {n.name: n for n in ml_nodes_from_kubernetes(ml, pods, None, worker_pod=is_worker)}
+    nodes: Object = {}
+    for node in sorted(ml, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        info = (node.get("status") or {}).get("nodeInfo") or {}
+        try:
+            available = int(parse_quantity_value(((node.get("status") or {}).get("capacity") or {}).get("cpu", 0)))
+        except ValueError:
+            available = 0
+        entry: Object = {"name": name, "transport_address": _address(node), "host": _address(node),
+                         "ip": _address(node), "version": version, "build_flavor": "default", "build_type": "tmd",
+                         "build_hash": "tmd", "roles": ["ml"], "attributes": {}}
+        if "os" in metrics:
+            os_name = str(info.get("operatingSystem") or "")
+            entry["os"] = {"refresh_interval_in_millis": 1000, "name": os_name.capitalize(),
+                           "pretty_name": str(info.get("osImage") or os_name), "arch": str(info.get("architecture") or ""),
+                           "version": str(info.get("kernelVersion") or ""), "available_processors": available,
+                           "allocated_processors": capacities[name].processors}
+        nodes[name] = entry
+    return {"_nodes": {"total": len(nodes), "successful": len(nodes), "failed": 0}, "cluster_name": cluster_name,
+            "nodes": nodes}
+
+
 def _address(node: Mapping[str, Any]) -> str:
     for address in (node.get("status") or {}).get("addresses") or []:
         if address.get("type") == "InternalIP":
@@ -110,7 +167,8 @@ def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[
     Per ML node: `mem.total` its memory capacity, `mem.ml.max` what ML may use (allocatable less
     other workloads' requests), `native_inference` the memory requests of the tmd worker pods on
     it (each sized by the deployment memory estimate), `native_code_overhead` 30mb while a worker
-    runs there. tmd has no JVM, anomaly detectors or data frame analytics: those are 0.
+    runs there. tmd has no JVM, anomaly detectors or data frame analytics: those are 0. Nodes
+    are keyed by name, the node id tmd uses everywhere (`node_id` also matches Kubernetes uids).
     """
     ml = [n for n in k8s_nodes if matches_selector((n.get("metadata") or {}).get("labels"), selector)]
     if node_id:
@@ -140,9 +198,11 @@ def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[
         jvm: Object = {}
         for field in ("heap_max", "java_inference_max", "java_inference"):
             _bytes_field(jvm, field, 0, human)
-        nodes[node["metadata"].get("uid") or name] = {
+        # Keyed by node name: the id trained model stats give the node (views.node_identity), so
+        # clients can join the two (Kibana's ML node overview does).
+        nodes[name] = {
             "name": name,
-            "ephemeral_id": node["metadata"].get("uid") or name,
+            "ephemeral_id": name,
             "transport_address": _address(node),
             "attributes": {"ml.machine_memory": str(total),
                            "ml.allocated_processors": str(capacity.processors),
@@ -169,3 +229,11 @@ async def memory(shim: Any, node_id: str | None, human: bool) -> Object:
                                        asyncio.to_thread(shim.kube.list_all_pods))
     return memory_stats(nodes, pods, {"matchLabels": shim.settings.ml_node_selector}, node_id,
                         shim.settings.cluster_name, human)
+
+
+async def nodes_info(shim: Any, node_id: str, metric: str, path: str) -> Object:
+    """`GET _nodes/{node_id}/{metric}` (the `os` metric) for the shim's cluster."""
+    nodes, pods = await asyncio.gather(asyncio.to_thread(shim.kube.list_nodes),
+                                       asyncio.to_thread(shim.kube.list_all_pods))
+    return nodes_os_info(nodes, pods, {"matchLabels": shim.settings.ml_node_selector}, node_id, metric, path,
+                         shim.settings.cluster_name, shim.settings.version)

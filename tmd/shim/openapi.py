@@ -91,6 +91,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("ml.get_memory_stats", "GET", ("/_ml/memory/_stats", "/_ml/memory/{node_id}/_stats"),
              "Memory of each ML node and what inference uses of it", ("master_timeout", "timeout"),
              response="memory_stats"),
+    Endpoint("nodes.info", "GET", ("/_nodes/{node_id}/{metric}",),
+             "tmd: the ML nodes' `os` info (what Kibana's trained models page reads); other metrics refused",
+             ("flat_settings", "timeout"), response="nodes_info"),
     # Update before put: `PUT /_inference/x/_update` is the update API, not task type x.
     Endpoint("inference.update", "PUT", (I + "/{inference_id}/_update", I + "/{task_type}/{inference_id}/_update"),
              "Change an elasticsearch-service endpoint's allocations", (), "inference_update", True,
@@ -180,6 +183,7 @@ PARAMS: dict[str, tuple[Schema, str]] = {
     "s": ({"type": "string"}, "Accepted and ignored."),
     "time": ({"type": "string"}, "Accepted and ignored."),
     "v": (_FLAG, "Print the column header."),
+    "flat_settings": (_FLAG, "Accepted; the os metric has no settings."),
     "dry_run": (_FLAG, "Only say what refers to the endpoint (in tmd: nothing), delete nothing."),
 }
 
@@ -193,7 +197,8 @@ PATH_PARAMS: dict[str, tuple[Schema, str]] = {
     "part": ({"type": "integer", "minimum": 0, "maximum": 9_999}, "Number of the definition part, from 0."),
     "name": (_ID, "The model's resource name."),
     "filename": (_ID, "model.pt or vocabulary.json."),
-    "node_id": (_ID, "Node names, uids or wildcards, comma separated; `_all`."),
+    "node_id": (_ID, "Node names, uids or wildcards, comma separated; `_all`; role filters such as `ml:true`."),
+    "metric": ({"type": "string", "enum": ["os"]}, "The nodes info metric: tmd serves `os`."),
     "inference_id": (_ID, "The inference endpoint id (`_all` on GET)."),
     "task_type": ({"type": "string", "enum": ["text_embedding", "sparse_embedding", "rerank", "completion",
                                               "chat_completion"]},
@@ -419,6 +424,11 @@ def _responses() -> dict[str, dict[str, Any]]:
             "nodes": {"type": "object", "additionalProperties": _object(
                 {"name": {"type": "string"}, "mem": {"type": "object"}, "jvm": {"type": "object"}},
                 ("name", "mem", "jvm"), True)}}, ("_nodes", "cluster_name", "nodes")))},
+        "nodes_info": {"description": "The matching ML nodes", "content": _json(_object({
+            "_nodes": {"type": "object"}, "cluster_name": {"type": "string"},
+            "nodes": {"type": "object", "additionalProperties": _object(
+                {"name": {"type": "string"}, "os": {"type": "object"}}, ("name",), True)}},
+            ("_nodes", "cluster_name", "nodes")))},
         "inference_endpoint": {"description": "The endpoint's configuration", "content": _json(_INFERENCE_ENDPOINT)},
         "inference_endpoints": {"description": ok, "content": _json(_object(
             {"endpoints": {"type": "array", "items": _INFERENCE_ENDPOINT}}, ("endpoints",)))},
