@@ -157,6 +157,36 @@ def test_sparse_embedding_and_rerank(es):
         es.inference.delete(inference_id="my-rerank")
 
 
+def test_kibana_trained_models_page_calls(es):
+    """The Elasticsearch calls Kibana's trained models page makes (models_provider.ts
+    getTrainedModelList, memory_usage.ts getNodesOverview, the start dialog's ml info), in its
+    order, and the joins it does over their answers."""
+    es.inference.put(task_type="sparse_embedding", inference_id="kibana-sparse", inference_config={
+        "service": "elasticsearch", "service_settings": {"model_id": "tiny_expand", "num_allocations": 1,
+                                                         "num_threads": 1}})
+    try:
+        configs = es.ml.get_trained_models(size=1000)["trained_model_configs"]
+        endpoints = es.inference.get(inference_id="_all")["endpoints"]
+        by_model = {e["service_settings"]["model_id"]: e["inference_id"] for e in endpoints
+                    if e["service"] in ("elser", "elasticsearch")}
+        assert by_model == {"tiny_expand": "kibana-sparse"}
+        stats = es.ml.get_trained_models_stats(size=1000)["trained_model_stats"]
+        assert {c["model_id"] for c in configs} == {s["model_id"] for s in stats}
+        deployed = [s for s in stats if s.get("deployment_stats")]
+        assert [s["deployment_stats"]["deployment_id"] for s in deployed] == ["kibana-sparse"]
+        nodes = es.perform_request("GET", "/_nodes/ml:true/os", headers={"accept": "application/json"}).body
+        assert len(nodes["nodes"]) == 2 and all("arch" in n["os"] for n in nodes["nodes"].values())
+        limits = es.ml.info()["limits"]
+        assert limits["max_single_ml_node_processors"] == 2
+        memory = es.ml.get_memory_stats()["nodes"]
+        ml_nodes = [node_id for node_id, n in memory.items() if "ml" in n["roles"]]
+        allocated = {node_id for s in deployed for n in s["deployment_stats"]["nodes"] for node_id in n["node"]}
+        assert allocated and allocated <= set(ml_nodes)
+        assert all(memory[n]["mem"]["ml"]["native_inference_in_bytes"] > 0 for n in allocated)
+    finally:
+        es.inference.delete(inference_id="kibana-sparse")
+
+
 def test_put_errors_as_elasticsearch_words_them(es):
     def refusal(**kw) -> tuple[int, str]:
         with pytest.raises((BadRequestError, NotFoundError)) as err:
