@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tmd.api.errors import ElasticsearchError, ParseError, ValidationFailed
-from tmd.shim.inference_api import (endpoint_view, inference_results, java_map, model_task_type,
+from tmd.shim.inference_api import (embedding_settings, endpoint_view, inference_results, java_map, model_task_type,
                                    parse_infer_body, parse_service_settings, parse_task_type, resolve_task_type,
                                    task_of, unknown_settings)
 
@@ -91,3 +91,13 @@ def test_endpoint_view_reports_the_deployment_allocations():
     view = endpoint_view(endpoint, {"spec": {"number_of_allocations": 3}})
     assert view == {"inference_id": "e", "task_type": "rerank", "service": "elasticsearch",
                     "service_settings": {"num_allocations": 3, "num_threads": 1, "model_id": "m"}, "task_settings": {}}
+
+
+def test_embedding_settings_defaults_and_choices():
+    left = {"similarity": "DOT_PRODUCT", "dimensions": 3, "other": 1}
+    assert embedding_settings(left) == {"similarity": "dot_product", "element_type": "float"}
+    assert left == {"other": 1}
+    assert embedding_settings({}) == {"similarity": "cosine", "element_type": "float"}
+    assert reason(embedding_settings, {"similarity": "hamming"}) == \
+        "Validation Failed: 1: [service_settings] Invalid value [hamming] received. [similarity] must be one of " \
+        "[cosine, dot_product, l2_norm];"

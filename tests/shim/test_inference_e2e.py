@@ -107,6 +107,11 @@ def test_inference_text_embedding_endpoint_lifecycle(es):
     assert all(math.isclose(a, b, rel_tol=1e-6) for a, b in
                zip(direct["inference_results"][0]["predicted_value"], vectors[1]))
 
+    updated = es.inference.update(inference_id="my-embed", inference_config={"service_settings": {"num_allocations": 2}})
+    assert updated["service_settings"]["num_allocations"] == 2
+    stats = es.ml.get_trained_models_stats(model_id="tiny_embed")["trained_model_stats"][0]["deployment_stats"]
+    assert stats["number_of_allocations"] == 2
+    assert es.inference.get(inference_id="my-embed")["endpoints"][0]["service_settings"]["num_allocations"] == 2
     assert es.inference.get(inference_id="my-embed")["endpoints"][0]["service"] == "elasticsearch"
     assert [e["inference_id"] for e in es.inference.get()["endpoints"]] == ["my-embed"]
     with pytest.raises(BadRequestError) as err:

@@ -161,6 +161,28 @@ def parse_service_settings(raw: Mapping[str, Any]) -> tuple[Object, dict[str, An
     return out, left
 
 
+SIMILARITIES = ("cosine", "dot_product", "l2_norm")
+ELEMENT_TYPES = ("float", "byte", "bit")
+
+
+def embedding_settings(left: dict[str, Any]) -> Object:
+    """The dense-vector settings of a custom text embedding endpoint (CustomElandInternalText-
+    EmbeddingServiceSettings): `similarity` (default cosine) and `element_type` (default float)
+    are taken from the request; `dimensions` is what the model answers (the test inference)."""
+    left.pop("dimensions", None)
+    out: Object = {}
+    errors: list[str] = []
+    for key, allowed, default in (("similarity", SIMILARITIES, "cosine"), ("element_type", ELEMENT_TYPES, "float")):
+        value = _remove(left, key, str, errors)
+        if value is not None and value.lower() not in allowed:
+            errors.append(f"[{SCOPE}] Invalid value [{value}] received. [{key}] must be one of "
+                          f"[{', '.join(sorted(allowed))}]")
+        out[key] = (value or default).lower()
+    if errors:
+        raise ValidationFailed(errors)
+    return out
+
+
 def model_task_type(model_id: str, model: Mapping[str, Any], task_type: str) -> None:
     """ElasticsearchInternalService.throwIfUnsupportedTaskType against the model's inference config."""
     config = (model.get("spec") or {}).get("inference_config") or {}
@@ -334,8 +356,7 @@ class InferenceEndpoints:
                 raise StatusException(f"The [{SERVICE}] service does not support task type [{task_type}]", 400)
             settings, left = parse_service_settings(raw_settings)
             if task_type == "text_embedding":
-                for key in ("dimensions", "similarity", "element_type"):
-                    left.pop(key, None)
+                settings.update(embedding_settings(left))
             unknown_settings(left)
         task_settings = dict(task_settings)
         stored_task_settings: Object = {}
@@ -368,7 +389,7 @@ class InferenceEndpoints:
                 embedding = probe[0].get(results_field(model))
                 if not isinstance(embedding, list):
                     raise StatusException("Could not determine embedding size", 400)
-                settings.update({"dimensions": len(embedding), "similarity": "cosine", "element_type": "float"})
+                settings["dimensions"] = len(embedding)
             await self._k(self.kube.create_inference_endpoint, endpoint)
         except (ElasticsearchError, Conflict) as err:
             if started:  # the validator stops what it started when the endpoint cannot be made
