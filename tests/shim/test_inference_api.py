@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tmd.api.errors import ElasticsearchError, ParseError, ValidationFailed
-from tmd.shim.inference_api import (embedding_settings, endpoint_view, inference_results, java_map, model_task_type,
+from tmd.shim.inference_api import (attached_settings, embedding_settings, endpoint_view, parse_put_config,
+                                   parse_put_head, start_body, inference_results, java_map, model_task_type,
                                    parse_infer_body, parse_service_settings, parse_task_type, resolve_task_type,
                                    task_of, unknown_settings)
 
@@ -101,3 +102,38 @@ def test_embedding_settings_defaults_and_choices():
     assert reason(embedding_settings, {"similarity": "hamming"}) == \
         "Validation Failed: 1: [service_settings] Invalid value [hamming] received. [similarity] must be one of " \
         "[cosine, dot_product, l2_norm];"
+
+
+def test_put_checks_before_the_cluster():
+    assert parse_put_head("any", "e", {"service": "elasticsearch", "task_type": "rerank", "x": 1}) == \
+        ("rerank", {"x": 1})
+    assert reason(parse_put_head, "rerank", ".elser-2-elasticsearch", {"service": "elasticsearch"}) == \
+        "[.elser-2-elasticsearch] is a reserved inference ID. Cannot create a new inference endpoint with a reserved ID."
+    assert reason(parse_put_head, "rerank", "e", {}) == \
+        "Inference endpoint configuration is missing the [service] setting"
+    assert reason(parse_put_head, "rerank", "e", {"service": "openai"}) == "Unknown service [openai]"
+
+
+def test_put_config():
+    raw, task, chunking = parse_put_config("sparse_embedding", {"service_settings": {"model_id": "m"}})
+    assert (raw, task, chunking) == ({"model_id": "m"}, {}, {"strategy": "sentence", "max_chunk_size": 250,
+                                                             "sentence_overlap": 1})
+    assert parse_put_config("rerank", {"service_settings": {}, "task_settings": {"return_documents": False}})[1:] == \
+        ({"return_documents": False}, None)
+    assert reason(parse_put_config, "rerank", {}) == "Missing required field [service_settings]"
+    assert reason(parse_put_config, "rerank", {"service_settings": {}, "chunking_settings": {}}) == \
+        "Model configuration contains settings [{chunking_settings={}}] unknown to the [elasticsearch] service"
+    assert reason(parse_put_config, "rerank", {"service_settings": {}, "task_settings": {"top_n": 3}}) == \
+        "Model configuration contains settings [{top_n=3}] unknown to the [elasticsearch] service"
+
+
+def test_attaching_to_a_deployment_takes_its_settings():
+    deployment = {"spec": {"model_id": "m", "deployment_id": "d", "number_of_allocations": 2,
+                           "threads_per_allocation": 4}}
+    assert attached_settings("d", deployment, None) == {"num_allocations": 2, "num_threads": 4, "model_id": "m",
+                                                        "deployment_id": "d"}
+    assert reason(attached_settings, "d", None, None) == "Cannot find deployment [d]"
+    assert reason(attached_settings, "d", deployment, "other") == \
+        "Deployment [d] uses model [m] which does not match the model [other] in the request."
+    assert start_body("e", {"num_threads": 2, "num_allocations": 3, "model_id": "m"}) == \
+        {"deployment_id": "e", "threads_per_allocation": 2, "number_of_allocations": 3}

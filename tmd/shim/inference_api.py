@@ -33,8 +33,8 @@ OLD_ELSER_SERVICE = "elser"
 ANY = "any"
 # TaskType (server/.../inference/TaskType.java) as the REST paths name them.
 TASK_TYPES = ("text_embedding", "sparse_embedding", "rerank", "completion", "chat_completion")
-SUPPORTED_TASK_TYPES = ("rerank", "text_embedding", "sparse_embedding")
-# ElasticsearchInternalService.inferenceConfigToTaskType: the model's inference config → task type.
+# ElasticsearchInternalService.inferenceConfigToTaskType: the model's inference config → task type
+# (so the task types the service supports: text_embedding, sparse_embedding, rerank).
 TASK_OF_CONFIG = {"text_expansion": "sparse_embedding", "text_embedding": "text_embedding", "text_similarity": "rerank"}
 # The default endpoints Elasticsearch reserves (they name packaged models, which tmd does not serve).
 RESERVED_IDS = (".elser-2-elasticsearch", ".multilingual-e5-small-elasticsearch", ".rerank-v1-elasticsearch")
@@ -183,6 +183,77 @@ def embedding_settings(left: dict[str, Any]) -> Object:
     return out
 
 
+def parse_put_head(url_task: str, inference_id: str, body: Any) -> tuple[str, dict[str, Any]]:
+    """The checks TransportPutInferenceModelAction makes before looking at the cluster: reserved
+    ids, the task type, the service. Returns the task type and the rest of the body."""
+    if not isinstance(body, dict):
+        raise ParseError("request body is required")
+    if inference_id in RESERVED_IDS:
+        raise StatusException(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
+                              "endpoint with a reserved ID.", 400)
+    config = dict(body)
+    task_type = resolve_task_type(url_task, config.pop("task_type", None))
+    service = config.pop("service", None)
+    if service is None:
+        raise StatusException("Inference endpoint configuration is missing the [service] setting", 400)
+    if service not in (SERVICE, OLD_ELSER_SERVICE):
+        raise StatusException(f"Unknown service [{service}]", 400)
+    return task_type, config
+
+
+def parse_put_config(task_type: str, config: dict[str, Any]) -> tuple[dict[str, Any], Object, Object | None]:
+    """ElasticsearchInternalService.parseRequestConfig's reading of the rest of the body:
+    (service_settings as sent, the task settings, the chunking settings of embedding tasks)."""
+    config = dict(config)
+    raw_settings = config.pop("service_settings", None)
+    if not isinstance(raw_settings, dict):
+        raise StatusException("Missing required field [service_settings]", 400)
+    task_settings = config.pop("task_settings", None) or {}
+    chunking = None
+    if task_type in ("text_embedding", "sparse_embedding"):
+        chunking = config.pop("chunking_settings", None) or dict(DEFAULT_CHUNKING)
+    unknown_settings(config)
+    if not isinstance(task_settings, dict):
+        raise StatusException("Missing required field [task_settings]", 400)
+    task_settings = dict(task_settings)
+    stored: Object = {}
+    if task_type == "rerank" and "return_documents" in task_settings:  # RerankTaskSettings
+        value = task_settings.pop("return_documents")
+        if not isinstance(value, bool):
+            raise ValidationFailed([f"field [return_documents] is not of the expected type. The value "
+                                    f"[{java_map(value)}] cannot be converted to a [Boolean]"])
+        stored["return_documents"] = value
+    unknown_settings(task_settings)
+    return raw_settings, stored, chunking
+
+
+def attached_settings(deployment_id: str, deployment: Mapping[str, Any] | None, model_id: Any) -> Object:
+    """validateAgainstDeployment: the settings of an endpoint on an existing deployment are the
+    deployment's own."""
+    if deployment is None:
+        raise StatusException(f"Cannot find deployment [{deployment_id}]", 404)
+    spec = deployment["spec"]
+    if model_id is not None and model_id != spec["model_id"]:
+        raise StatusException(f"Deployment [{deployment_id}] uses model [{spec['model_id']}] which does not match "
+                              f"the model [{model_id}] in the request.", 400)
+    settings: Object = {"num_allocations": int(spec.get("number_of_allocations") or 1),
+                        "num_threads": int(spec.get("threads_per_allocation") or 1),
+                        "model_id": spec["model_id"], "deployment_id": deployment_id}
+    if spec.get("adaptive_allocations"):
+        settings["adaptive_allocations"] = spec["adaptive_allocations"]
+    return settings
+
+
+def start_body(inference_id: str, settings: Mapping[str, Any]) -> Object:
+    """The `_start` body of BaseElasticsearchInternalService.start: deployment id = endpoint id."""
+    body: Object = {"deployment_id": inference_id, "threads_per_allocation": settings["num_threads"]}
+    if "num_allocations" in settings:
+        body["number_of_allocations"] = settings["num_allocations"]
+    if "adaptive_allocations" in settings:
+        body["adaptive_allocations"] = settings["adaptive_allocations"]
+    return body
+
+
 def model_task_type(model_id: str, model: Mapping[str, Any], task_type: str) -> None:
     """ElasticsearchInternalService.throwIfUnsupportedTaskType against the model's inference config."""
     config = (model.get("spec") or {}).get("inference_config") or {}
@@ -305,99 +376,58 @@ class InferenceEndpoints:
     async def put(self, url_task: str, inference_id: str, body: Any, timeout: str | None) -> Object:
         """TransportPutInferenceModelAction, then ElasticsearchInternalService.parseRequestConfig,
         its model validator (start the deployment, one test inference) and storing the endpoint."""
-        if not isinstance(body, dict):
-            raise ParseError("request body is required")
         timeout_value = parse_time_value(timeout or PUT_TIMEOUT, "timeout")
-        if inference_id in RESERVED_IDS:
-            raise StatusException(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
-                                  "endpoint with a reserved ID.", 400)
-        config = dict(body)
-        task_type = resolve_task_type(url_task, config.pop("task_type", None))
-        service = config.pop("service", None)
-        if service is None:
-            raise StatusException("Inference endpoint configuration is missing the [service] setting", 400)
-        if service not in (SERVICE, OLD_ELSER_SERVICE):
-            raise StatusException(f"Unknown service [{service}]", 400)
+        task_type, config = parse_put_head(url_task, inference_id, body)
         deployments = await self._k(self.kube.list_deployments)
         if any(inference_id in (d["spec"].get("model_id"), d["spec"].get("deployment_id")) for d in deployments):
             raise StatusException(f"Inference endpoint IDs must be unique. Requested inference endpoint ID "
                                   f"[{inference_id}] matches existing trained model ID(s) but must not.", 400)
-        raw_settings = config.pop("service_settings", None)
-        if not isinstance(raw_settings, dict):
-            raise StatusException("Missing required field [service_settings]", 400)
-        task_settings = config.pop("task_settings", None) or {}
-        chunking = None
-        if task_type in ("text_embedding", "sparse_embedding"):
-            chunking = config.pop("chunking_settings", None) or dict(DEFAULT_CHUNKING)
-        unknown_settings(config)
-        model_id = raw_settings.get("model_id")
+        raw_settings, task_settings, chunking = parse_put_config(task_type, config)
         attach_to = raw_settings.get("deployment_id")
         if attach_to is not None:
             existing = next((d for d in deployments if d["spec"].get("deployment_id") == attach_to), None)
-            if existing is None:
-                raise StatusException(f"Cannot find deployment [{attach_to}]", 404)
-            if model_id is not None and model_id != existing["spec"]["model_id"]:
-                raise StatusException(f"Deployment [{attach_to}] uses model [{existing['spec']['model_id']}] which "
-                                      f"does not match the model [{model_id}] in the request.", 400)
-            spec = existing["spec"]
-            settings: Object = {"num_allocations": int(spec.get("number_of_allocations") or 1),
-                                "num_threads": int(spec.get("threads_per_allocation") or 1),
-                                "model_id": spec["model_id"], "deployment_id": attach_to}
-            if spec.get("adaptive_allocations"):
-                settings["adaptive_allocations"] = spec["adaptive_allocations"]
-            model = await self.shim.require_model(spec["model_id"])
-            model_task_type(spec["model_id"], model, task_type)
+            settings = attached_settings(attach_to, existing, raw_settings.get("model_id"))
+            model = await self.shim.require_model(settings["model_id"])
+            model_task_type(settings["model_id"], model, task_type)
         else:
+            model_id = raw_settings.get("model_id")
             if model_id is None:
                 raise IllegalArgument("Error parsing service settings, model_id must be provided")
             model = await self.shim.require_model(await self.shim.resolve_alias(str(model_id)))
             model_task_type(str(model_id), model, task_type)
-            if task_type not in SUPPORTED_TASK_TYPES:
-                raise StatusException(f"The [{SERVICE}] service does not support task type [{task_type}]", 400)
             settings, left = parse_service_settings(raw_settings)
             if task_type == "text_embedding":
                 settings.update(embedding_settings(left))
             unknown_settings(left)
-        task_settings = dict(task_settings)
-        stored_task_settings: Object = {}
-        if task_type == "rerank" and "return_documents" in task_settings:
-            value = task_settings.pop("return_documents")
-            if not isinstance(value, bool):
-                raise ValidationFailed([f"field [return_documents] is not of the expected type. The value "
-                                        f"[{java_map(value)}] cannot be converted to a [Boolean]"])
-            stored_task_settings["return_documents"] = value
-        unknown_settings(task_settings)
         if await self._k(self.kube.get_inference_endpoint, inference_id) is not None:
             raise ResourceAlreadyExists(f"Inference endpoint [{inference_id}] already exists")
         endpoint: Object = {"inference_id": inference_id, "task_type": task_type, "service": SERVICE,
-                            "service_settings": settings, "task_settings": stored_task_settings}
+                            "service_settings": settings, "task_settings": task_settings}
         if chunking is not None:
             endpoint["chunking_settings"] = chunking
-        started = attach_to is None
-        if started:
-            start_body: Object = {"deployment_id": inference_id, "threads_per_allocation": settings["num_threads"]}
-            if "num_allocations" in settings:
-                start_body["number_of_allocations"] = settings["num_allocations"]
-            if "adaptive_allocations" in settings:
-                start_body["adaptive_allocations"] = settings["adaptive_allocations"]
-            await self.shim.start(model["spec"]["model_id"], start_body,
+        if attach_to is None:
+            await self.shim.start(model["spec"]["model_id"], start_body(inference_id, settings),
                                   {"timeout": timeout_value.text, "wait_for": "started"})
         try:
             if task_type == "text_embedding":
-                probe = await self.shim.infer(deployment_id_of(endpoint), {"docs": [
-                    {_input_field(model): _EMBEDDING_TEST_INPUT}]}, {"timeout": INFER_TIMEOUT})
-                embedding = probe[0].get(results_field(model))
-                if not isinstance(embedding, list):
-                    raise StatusException("Could not determine embedding size", 400)
-                settings["dimensions"] = len(embedding)
+                settings["dimensions"] = await self._embedding_size(endpoint, model)
             await self._k(self.kube.create_inference_endpoint, endpoint)
         except (ElasticsearchError, Conflict) as err:
-            if started:  # the validator stops what it started when the endpoint cannot be made
+            if attach_to is None:  # the validator stops what it started when the endpoint cannot be made
                 await self.shim.stop(inference_id, True, True)
             if isinstance(err, Conflict):
                 raise ResourceAlreadyExists(f"Inference endpoint [{inference_id}] already exists") from None
             raise
         return await self._view(endpoint)
+
+    async def _embedding_size(self, endpoint: Object, model: Object) -> int:
+        """ServiceUtils.getEmbeddingSize: one inference of a test input."""
+        probe = await self.shim.infer(deployment_id_of(endpoint), {"docs": [
+            {_input_field(model): _EMBEDDING_TEST_INPUT}]}, {"timeout": INFER_TIMEOUT})
+        embedding = probe[0].get(results_field(model))
+        if not isinstance(embedding, list):
+            raise StatusException("Could not determine embedding size", 400)
+        return len(embedding)
 
     async def get(self, url_task: str, inference_id: str) -> Object:
         """GET `_inference[/{task_type}]/{id}`; `_all` (or no id) lists every endpoint of the task type."""
