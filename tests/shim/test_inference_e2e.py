@@ -66,7 +66,8 @@ def test_ml_info_limits_come_from_the_ml_nodes(es):
     limits = info["limits"]
     # two ML nodes of 2 CPUs and 4Gi, nothing else requesting on them
     assert limits["total_ml_processors"] == 4 and limits["max_single_ml_node_processors"] == 2
-    assert limits["effective_max_model_memory_limit"] == f"{(4 * GI - NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES) // MB}mb"
+    # largest node's ML memory less the native code (30mb) and process (10mb) overheads
+    assert limits["effective_max_model_memory_limit"] == f"{(4 * GI - NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES) // MB - 10}mb"
     assert limits["total_ml_memory"] == f"{8 * GI // MB}mb"
     assert "max_model_memory_limit" not in limits
     assert info["upgrade_mode"] is False and info["native_code"]["version"] == "9.1.0"

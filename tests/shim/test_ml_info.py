@@ -32,7 +32,7 @@ def test_limits_are_sums_and_maxima_over_assignable_nodes():
     nodes = [MLNode("a", processors=8, memory_bytes=16 * GI - OVERHEAD), MLNode("b", processors=2, memory_bytes=4 * GI),
              MLNode("down", processors=64, memory_bytes=256 * GI, ready=False)]
     limits = ml_info(nodes, "9.1.0")["limits"]
-    assert limits == {"effective_max_model_memory_limit": f"{(16 * GI - OVERHEAD) // MB}mb",
+    assert limits == {"effective_max_model_memory_limit": f"{(16 * GI - OVERHEAD) // MB - 10}mb",
                       "total_ml_memory": f"{(16 * GI + 4 * GI + OVERHEAD) // MB}mb",
                       "total_ml_processors": 10, "max_single_ml_node_processors": 8}
 
@@ -46,7 +46,7 @@ def test_no_ml_node_leaves_the_node_limits_out():
 
 def test_default_model_memory_limit_never_exceeds_the_largest_node():
     info = ml_info([MLNode("a", processors=1, memory_bytes=512 * MB)], "9.1.0")
-    assert info["defaults"]["anomaly_detectors"]["model_memory_limit"] == "512mb"
+    assert info["defaults"]["anomaly_detectors"]["model_memory_limit"] == "502mb"
 
 
 def test_other_workloads_reduce_capacity_and_workers_do_not():

@@ -27,6 +27,9 @@ CATEGORIZATION_EXAMPLES_LIMIT = 4
 MODEL_SNAPSHOT_RETENTION_DAYS = 10
 DAILY_MODEL_SNAPSHOT_RETENTION_AFTER_DAYS = 1
 DATAFEED_SCROLL_SIZE = 1000
+# max(Job.PROCESS_MEMORY_OVERHEAD, DataFrameAnalyticsConfig.PROCESS_MEMORY_OVERHEAD): what
+# calculateEffectiveMaxModelMemoryLimit keeps back besides the native code overhead.
+PROCESS_MEMORY_OVERHEAD_BYTES = 10 * MB
 
 
 def is_worker(pod: Mapping[str, Any]) -> bool:
@@ -47,9 +50,10 @@ def ml_memory_bytes(node: MLNode) -> int:
 def ml_info(nodes: Iterable[MLNode], version: str) -> Object:
     """The `GET _ml/info` body (TransportMlInfoAction) over the assignable ML nodes.
 
-    `effective_max_model_memory_limit` is the largest node's ML memory less the native overhead
-    and `total_ml_memory` the sum over nodes, both in whole megabytes; both are left out when there
-    is no ML node, as Elasticsearch leaves them out. `max_model_memory_limit` is Elasticsearch's
+    `effective_max_model_memory_limit` is the largest node's ML memory less the native code and
+    process overheads, `total_ml_memory` the sum over nodes, both in whole megabytes
+    (calculateEffectiveMaxModelMemoryLimit, calculateTotalMlMemory); without ML nodes the first
+    and the processor counts are left out. `max_model_memory_limit` is Elasticsearch's
     `xpack.ml.max_model_memory_limit` setting, which tmd does not have: never present.
     """
     usable = [n for n in nodes if n.assignable]
@@ -57,11 +61,12 @@ def ml_info(nodes: Iterable[MLNode], version: str) -> Object:
     default_limit = DEFAULT_MODEL_MEMORY_LIMIT_BYTES
     if usable:
         largest = max(n.memory_bytes for n in usable)
-        limits["effective_max_model_memory_limit"] = _mb_string(largest)
+        limits["effective_max_model_memory_limit"] = _mb_string(largest - PROCESS_MEMORY_OVERHEAD_BYTES)
         limits["total_ml_memory"] = _mb_string(sum(ml_memory_bytes(n) for n in usable))
         limits["total_ml_processors"] = sum(n.processors for n in usable)
         limits["max_single_ml_node_processors"] = max(n.processors for n in usable)
-        default_limit = min(default_limit, (largest // MB) * MB) or default_limit
+        default_limit = min(default_limit, (max(0, largest - PROCESS_MEMORY_OVERHEAD_BYTES) // MB) * MB) \
+            or default_limit
     else:
         limits["total_ml_memory"] = "0mb"
     return {
