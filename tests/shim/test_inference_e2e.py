@@ -129,6 +129,8 @@ def test_inference_text_embedding_endpoint_lifecycle(es):
     with pytest.raises(NotFoundError) as err:
         es.inference.get(inference_id="my-embed")
     assert err.value.body["error"]["reason"] == "Inference endpoint not found [my-embed]"
+    with pytest.raises(NotFoundError):  # not answered from the shim's short-lived endpoint cache
+        es.inference.inference(inference_id="my-embed", input="words")
     assert "deployment_stats" not in es.ml.get_trained_models_stats(model_id="tiny_embed")["trained_model_stats"][0]
 
 
@@ -158,6 +160,8 @@ def test_sparse_embedding_and_rerank(es):
             "Validation Failed: 1: Field [query] cannot be empty for task type [rerank];"
         kinds = {e["inference_id"]: e["task_type"] for e in es.inference.get(inference_id="_all")["endpoints"]}
         assert kinds == {"my-rerank": "rerank", "my-sparse": "sparse_embedding"}
+        assert [e["inference_id"] for e in es.inference.get(task_type="rerank", inference_id="_all")["endpoints"]] \
+            == ["my-rerank"]
     finally:
         es.inference.delete(inference_id="my-sparse")
         es.inference.delete(inference_id="my-rerank")

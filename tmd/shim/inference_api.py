@@ -15,6 +15,7 @@ The pure pieces (task type resolution, settings parsing, result shapes) are func
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tmd.api.deployment import AdaptiveAllocations, adaptive_allocations_errors
@@ -47,6 +48,7 @@ INFER_FIELDS = ("input", "input_type", "task_settings", "query", "return_documen
 INPUT_TYPES = ("ingest", "search", "classification", "clustering", "internal_ingest", "internal_search")
 _INFER_ACTION = "cluster:internal/xpack/inference"
 _EMBEDDING_TEST_INPUT = "how big"  # ServiceUtils.TEST_EMBEDDING_INPUT
+CACHE_SECONDS = 1.0  # how long an endpoint read for inference is reused (service.ROUTE_CACHE_SECONDS)
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -359,6 +361,7 @@ class InferenceEndpoints:
     def __init__(self, shim: "Shim") -> None:
         self.shim = shim
         self.kube = shim.kube
+        self._cache: dict[str, tuple[float, Object, Object]] = {}  # id → (read at, endpoint, model)
 
     async def _k(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -401,6 +404,7 @@ class InferenceEndpoints:
             unknown_settings(left)
         if await self._k(self.kube.get_inference_endpoint, inference_id) is not None:
             raise ResourceAlreadyExists(f"Inference endpoint [{inference_id}] already exists")
+        self._cache.pop(inference_id, None)
         endpoint: Object = {"inference_id": inference_id, "task_type": task_type, "service": SERVICE,
                             "service_settings": settings, "task_settings": task_settings}
         if chunking is not None:
@@ -447,6 +451,7 @@ class InferenceEndpoints:
         _same_task(url_task, endpoint)
         if dry_run:
             return {"acknowledged": False, "pipelines": [], "indexes": []}
+        self._cache.pop(inference_id, None)
         if not endpoint["service_settings"].get("deployment_id"):
             await self.shim.stop(inference_id, True, True)
         await self._k(self.kube.delete_inference_endpoint, inference_id)
@@ -456,14 +461,13 @@ class InferenceEndpoints:
         """POST `_inference[/{task_type}]/{id}`: `input` through `_infer` on the endpoint's deployment."""
         request = parse_infer_body(url_task, body)
         timeout_value = parse_time_value(timeout or request.get("timeout") or INFER_TIMEOUT, "timeout")
-        endpoint = await self._require(inference_id)
+        endpoint, model = await self._for_inference(inference_id)
         task_type = endpoint["task_type"]
         if url_task not in (ANY, task_type):
             raise StatusException(f"Incompatible task_type, the requested type [{url_task}] does not match the model "
                                   f"type [{task_type}]", 400)
         if url_task == ANY:
             request = parse_infer_body(task_type, body)
-        model = await self.shim.require_model(endpoint["service_settings"]["model_id"])
         field = _input_field(model)
         infer_body: Object = {"docs": [{field: text} for text in request["input"]]}
         if task_type == "rerank":
@@ -475,6 +479,18 @@ class InferenceEndpoints:
             return_documents = settings.get("return_documents", True)
         return inference_results(task_type, results, results_field(model), request["input"],
                                  bool(return_documents), request.get("top_n"))
+
+    async def _for_inference(self, inference_id: str) -> tuple[Object, Object]:
+        """The endpoint and its model. Inference must not cost Kubernetes reads per request (the
+        `_infer` path caches its routes the same way): what was read less than a second ago is
+        used as is; this shim's own PUT, update and DELETE forget it at once."""
+        cached = self._cache.get(inference_id)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1], cached[2]
+        endpoint = await self._require(inference_id)
+        model = await self.shim.require_model(endpoint["service_settings"]["model_id"])
+        self._cache[inference_id] = (time.monotonic(), endpoint, model)
+        return endpoint, model
 
     async def stream(self, task_type: str, inference_id: str) -> Object:
         """The streamed completion APIs: the endpoint must exist, and no elasticsearch-service
@@ -510,6 +526,7 @@ class InferenceEndpoints:
         if "adaptive_allocations" in allowed:
             endpoint["service_settings"]["adaptive_allocations"] = allowed["adaptive_allocations"]
         await self._k(self.kube.patch_inference_endpoint, endpoint)
+        self._cache.pop(inference_id, None)
         return await self._view(endpoint)
 
 
