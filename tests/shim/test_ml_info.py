@@ -57,7 +57,8 @@ def test_other_workloads_reduce_capacity_and_workers_do_not():
 
 
 def test_memory_stats_per_ml_node():
-    nodes = [node("ml-1", "4", "8Gi"), node("ml-2", "2", "4Gi"), node("plain", "16", "64Gi", ml=False)]
+    nodes = [node("ml-1", "4", "8Gi"), node("ml-2", "2", "4Gi"), node("plain", "16", "64Gi", ml=False),
+             node("ml-down", "8", "8Gi", ready=False)]
     pods = [pod("ml-1", "1", "1Gi"), pod("ml-1", "2", "2Gi", worker=True)]
     body = memory_stats(nodes, pods, SELECTOR, None, "tmd")
     assert body["_nodes"] == {"total": 2, "successful": 2, "failed": 0} and body["cluster_name"] == "tmd"

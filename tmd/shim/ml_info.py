@@ -139,6 +139,8 @@ def nodes_os_info(k8s_nodes: list[Object], pods: list[Object], selector: Mapping
     nodes: Object = {}
     for node in sorted(ml, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
+        if not capacities[name].ready:
+            continue
         info = (node.get("status") or {}).get("nodeInfo") or {}
         try:
             available = int(parse_quantity_value(((node.get("status") or {}).get("capacity") or {}).get("cpu", 0)))
@@ -182,6 +184,8 @@ def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[
     nodes: Object = {}
     for node in sorted(ml, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
+        if not capacities[name].ready:  # a node not ready is one that left the cluster, for Elasticsearch
+            continue
         workers = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name and is_worker(p)
                    and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         inference = sum(int(pod_requests(p)[1]) for p in workers)
