@@ -116,6 +116,11 @@ def test_auth_roles_and_errors():
         assert err.value.status == 401 and "WWW-Authenticate" in err.value.headers
     assert required_role("POST", "/_ml/trained_models/m/deployment/_infer").value == "user"
     assert required_role("DELETE", "/_ml/trained_models/m").value == "admin"
+    assert required_role("POST", "/_inference/text_embedding/e").value == "user"
+    assert required_role("GET", "/_inference/_all").value == "user"
+    assert required_role("PUT", "/_inference/text_embedding/e").value == "admin"
+    assert required_role("PUT", "/_inference/e/_update").value == "admin"
+    assert required_role("DELETE", "/_inference/e").value == "admin"
 
 
 def test_worker_errors_pass_through_with_their_status_type_and_reason():

@@ -59,8 +59,8 @@ def required_role(method: str, path: str) -> Role:
     """Reads and inference need `user`; everything that changes models or deployments `admin`."""
     if method in ("GET", "HEAD"):
         return Role.user
-    if method == "POST" and path.endswith("/_infer"):
-        return Role.user
+    if method == "POST" and (path.endswith("/_infer") or path.startswith("/_inference/")):
+        return Role.user  # `_inference` POSTs only infer (Elasticsearch's monitor_inference privilege)
     return Role.admin
 
 
