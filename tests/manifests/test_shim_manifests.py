@@ -56,11 +56,11 @@ def test_shim_role_grants_exactly_what_shimkube_calls():
         calls = {name for name in vars(shim_kube.ShimKube) if not name.startswith("_")}
         assert calls == {"list_models", "get_model", "create_model", "patch_model_spec", "delete_model",
                          "list_deployments", "get_deployment", "create_deployment", "patch_deployment_spec",
-                         "delete_deployment", "list_worker_pods", "read_secret"}, \
+                         "delete_deployment", "list_worker_pods", "list_events", "read_secret"}, \
             "ShimKube has a new call: exercise it here and grant it in manifests/base/shim-rbac.yaml"
         kube.list_models(), kube.get_model("m"), kube.create_model(spec), kube.patch_model_spec("m", spec)
         kube.delete_model("m"), kube.list_deployments(), kube.get_deployment("m"), kube.create_deployment(spec)
-        kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods()
+        kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods(), kube.list_events()
         kube.read_secret(manifest_env()["TMD_AUTH_SECRET"])
     assert all("/namespaces/tmd-system/" in path for _, path in requests)  # a Role suffices
     needed = {permission(method, path) for method, path in requests}

@@ -24,6 +24,7 @@ from tmd.shim.http import INT_MAX
 Schema = dict[str, Any]
 M = "/_ml/trained_models"
 OPENAPI_PATH = "/_tmd/openapi.json"
+CONSOLE_PATH = "/_tmd/console"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "tmd: an assembled model file, for workers on other machines (no credentials needed)",
              response="file"),
     Endpoint("tmd.openapi", "GET", (OPENAPI_PATH,), "tmd: this description", response="openapi"),
+    Endpoint("tmd.console", "GET", (CONSOLE_PATH,), "tmd: the web console (docs/console.md)", response="html"),
+    Endpoint("tmd.console_state", "GET", (CONSOLE_PATH + "/state",),
+             "tmd: what the console shows: deployments, nodes × deployments, events, chart samples", ("since",)),
+    Endpoint("tmd.console_asset", "GET", (CONSOLE_PATH + "/static/{asset}",),
+             "tmd: the console's script, style sheet and vendored chart library", response="asset"),
 )
 
 BY_NAME = {e.name: e for e in ENDPOINTS}
@@ -134,6 +140,8 @@ PARAMS: dict[str, tuple[Schema, str]] = {
     "force": (_FLAG, "Delete or stop a model that is deployed."),
     "defer_definition_decompression": (_FLAG, "Accepted and ignored (definitions are not compressed)."),
     "wait_for_completion": (_FLAG, "Accepted; packaged model downloads are not served."),
+    "since": ({"type": "number", "minimum": 0}, "Console: only chart samples newer than this (epoch seconds; "
+                                                "default 0, all of the last 15 minutes)."),
     "reassign": (_FLAG, "Move an alias that already points at another model."),
     "cache_size": (_BYTE_SIZE, "Inference cache size per node (default: the model size; 0 disables)."),
     "deployment_id": ({"type": "string"}, "Id of the deployment (default: the model id)."),
@@ -165,6 +173,7 @@ PATH_PARAMS: dict[str, tuple[Schema, str]] = {
     "part": ({"type": "integer", "minimum": 0, "maximum": 9_999}, "Number of the definition part, from 0."),
     "name": (_ID, "The model's resource name."),
     "filename": (_ID, "model.pt or vocabulary.json."),
+    "asset": (_ID, "console.js, console.css, uPlot.iife.min.js or uPlot.min.css."),
 }
 
 
@@ -354,6 +363,9 @@ def _responses() -> dict[str, dict[str, Any]]:
                             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
         "file": {"description": "The file's bytes",
                  "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        "html": {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "asset": {"description": "A script or style sheet",
+                  "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}},
         "openapi": {"description": "This document", "content": _json(_object(
             {"openapi": {"type": "string"}, "paths": {"type": "object"}}, ("openapi", "paths"), True))},
     }
