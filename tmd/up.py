@@ -156,6 +156,7 @@ def next_steps(es_url: str, kubeconfig: Path) -> str:
     return f"""
 tmd is up.
   Elasticsearch-compatible API: {es_url}
+  console (open in a browser):  {es_url}/_tmd/console
   kubeconfig:                   {kubeconfig}
 
 Try:

@@ -94,7 +94,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("tmd.console_state", "GET", (CONSOLE_PATH + "/state",),
              "tmd: what the console shows: deployments, nodes × deployments, events, chart samples", ("since",)),
     Endpoint("tmd.console_asset", "GET", (CONSOLE_PATH + "/static/{asset}",),
-             "tmd: the console's script, style sheet and vendored chart library", response="asset"),
+             "tmd: the console's script, style sheet, icon and vendored chart library", response="asset"),
 )
 
 BY_NAME = {e.name: e for e in ENDPOINTS}
@@ -173,7 +173,7 @@ PATH_PARAMS: dict[str, tuple[Schema, str]] = {
     "part": ({"type": "integer", "minimum": 0, "maximum": 9_999}, "Number of the definition part, from 0."),
     "name": (_ID, "The model's resource name."),
     "filename": (_ID, "model.pt or vocabulary.json."),
-    "asset": (_ID, "console.js, console.css, uPlot.iife.min.js or uPlot.min.css."),
+    "asset": (_ID, "console.js, console.css, favicon.svg, uPlot.iife.min.js or uPlot.min.css."),
 }
 
 
@@ -365,7 +365,8 @@ def _responses() -> dict[str, dict[str, Any]]:
                  "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
         "html": {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
         "asset": {"description": "A script or style sheet",
-                  "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}},
+                  "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+                              "image/svg+xml": {"schema": {"type": "string"}}}},
         "openapi": {"description": "This document", "content": _json(_object(
             {"openapi": {"type": "string"}, "paths": {"type": "object"}}, ("openapi", "paths"), True))},
     }

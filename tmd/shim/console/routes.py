@@ -26,6 +26,7 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "console.css": (STATIC / "console.css", "text/css; charset=utf-8"),
     "uPlot.iife.min.js": (STATIC / "vendor" / "uplot" / "uPlot.iife.min.js", "text/javascript; charset=utf-8"),
     "uPlot.min.css": (STATIC / "vendor" / "uplot" / "uPlot.min.css", "text/css; charset=utf-8"),
+    "favicon.svg": (STATIC / "favicon.svg", "image/svg+xml"),
 }
 # Everything the page loads comes from the shim itself; it is never framed.
 PAGE_HEADERS = {
