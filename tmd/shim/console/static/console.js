@@ -286,7 +286,7 @@
                  { stroke: '#64748b', grid: { stroke: '#eef2f7' }, size: 50 }],
           series: [{}, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, dash: s.dash,
                                                       points: { show: false }, spanGaps: false }))],
-          legend: { live: true },
+          legend: { live: false },
         }, data, node);
       } else {
         model.charts[key].setData(data);
