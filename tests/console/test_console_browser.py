@@ -110,6 +110,36 @@ def test_page_shows_the_demo_and_starts_a_deployment(stack: Stack) -> None:
     assert sorted(listed) == [DEMO, "demo_ner_two"], listed
     assert "demo_ner_two" in stack.kubectl("get", "tmd")
     screenshot(driver, "2-second-deployment")
+
+    # The test box sends _infer through the API and shows the answer.
+    driver.find_element("css selector", "#infer select[name=id]").send_keys("demo_ner_two")
+    driver.find_element("css selector", "#infer button[type=submit]").click()
+    answer = wait_js(driver, "return document.querySelector('#infer-result').textContent", 30, "the _infer answer",
+                     lambda text: bool(text))
+    assert answer.startswith("200 in ") and '"class_name": "PER"' in answer and '"class_name": "LOC"' in answer, answer
+
+    # The row's actions: more allocations, clear the cache, stop (a second click confirms).
+    def action(selector: str, done: str) -> None:
+        driver.find_element("css selector", f'#deployments tr[data-deployment="demo_ner_two"] {selector}').click()
+        wait_js(driver, "return document.querySelector('#toasts').innerText", 60, done, lambda t: done in (t or ""))
+
+    count = driver.find_element("css selector", '#deployments tr[data-deployment="demo_ner_two"] input.alloc')
+    count.clear()
+    count.send_keys("2")
+    action("button.update", "update demo_ner_two to 2 allocations: done")
+    wait_js(driver, """return [...document.querySelectorAll('#grid td.cell[data-deployment="demo_ner_two"]')]
+                         .filter((c) => c.dataset.state === 'started').length""", 120,
+            "two started routes for demo_ner_two", lambda n: n == 2)
+    specs = {d["spec"]["deployment_id"]: d["spec"] for d in json.loads(stack.kubectl("get", "tmd", "-o", "json"))["items"]}
+    assert specs["demo_ner_two"]["number_of_allocations"] == 2
+    action("button.clear", "clear cache of demo_ner_two: done")
+    stop = '#deployments tr[data-deployment="demo_ner_two"] button.stop'
+    driver.find_element("css selector", stop).click()
+    assert driver.find_element("css selector", stop).text == "Confirm stop"
+    action("button.stop", "stop demo_ner_two: done")
+    wait_js(driver, "return document.querySelector('#deployments tr[data-deployment=\"demo_ner_two\"]') === null",
+            60, "the stopped deployment's row to go")
+    assert stack.kubectl("get", "tmd", "-o", "jsonpath={.items[*].spec.deployment_id}").split() == [DEMO]
     assert problems(driver) == []
 
 
