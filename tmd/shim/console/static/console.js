@@ -302,6 +302,15 @@
 
   // ------------------------------------------------------------------ polling
 
+  // The grid of a large cluster is thousands of cells: redraw a part only when its data changed.
+  const drawn = {};
+  function changed(part, value) {
+    const text = JSON.stringify(value);
+    if (drawn[part] === text) return false;
+    drawn[part] = text;
+    return true;
+  }
+
   async function poll() {
     model.timer = null;
     try {
@@ -315,11 +324,13 @@
       $('#meta').textContent = `${json.cluster_name} · Elasticsearch API ${json.version} · updated ${new Date(json.time * 1000).toLocaleTimeString()}`;
       renderCards(json);
       renderDeployments(json.deployments);
-      renderGrid(json.grid);
+      if (changed('grid', json.grid)) renderGrid(json.grid);
       mergeSeries(json.series, json.time);
       renderCharts();
-      renderConditions(json.deployments);
-      renderEvents(json);
+      if (changed('conditions', json.deployments.map((r) => [r.deployment_id, r.conditions]))) {
+        renderConditions(json.deployments);
+      }
+      if (changed('events', [json.events, json.events_error])) renderEvents(json);
       renderForms(json);
     } catch (err) {
       const banner = $('#banner');
