@@ -136,7 +136,7 @@ class Operator:
     def __init__(self, cluster: LocalCluster, log: Path) -> None:
         self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONPATH": str(REPO),
-               "TMD_INPLACE_RESIZE": "false", "TMD_METRICS": f"127.0.0.1:{self.metrics_port}"}
+               "TMD_INPLACE_RESIZE": "false", "TMD_OPERATOR_METRICS": f"127.0.0.1:{self.metrics_port}"}
         self.log = log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tmd", "operator"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -236,6 +236,11 @@ def run_size(nodes: int, deployments: int, quiet: float, work: Path) -> dict[str
                 "node_event": node_event, "node_loss": node_loss,
                 "operator_peak_rss_mib": round(proc_usage(operator.proc.pid)[1], 1),
                 "load_average": os.getloadavg()}
+    except BaseException:
+        log = work / f"operator-{nodes}.log"
+        if log.exists():
+            print("operator log (end):\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
+        raise
     finally:
         if operator is not None:
             operator.stop()
