@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -42,7 +43,7 @@ import yaml  # noqa: E402
 
 from tmd.api.resources import API_VERSION, DEPLOYMENT_PLURAL, GROUP  # noqa: E402
 from tmd.localkube.cluster import LocalCluster  # noqa: E402
-from tmd.localkube.testing import random_pod_subnet, run_kubectl  # noqa: E402
+from tmd.localkube.testing import run_kubectl  # noqa: E402
 
 OPERATOR_CLIENTS = ("OpenAPI-Generator", "kopf")  # the python client's User-Agent product, and kopf's
 MODEL_ID = "scale_model"
@@ -156,7 +157,7 @@ class Operator:
 def run_size(nodes: int, deployments: int, quiet: float, work: Path) -> dict[str, Any]:
     data = work / f"lk-{nodes}"
     cluster = LocalCluster(data, nodes=0, simulated_nodes=nodes, node_cpus="8", node_memory="16Gi", zones=3,
-                           pod_subnet=random_pod_subnet(), server_options={"synchronous": "NORMAL"})
+                           pod_subnet=f"127.{random.randint(100, 254)}.0.0/16", server_options={"synchronous": "NORMAL"})
     cluster.start(timeout=300)
     server = cluster.api_server
     operator: Operator | None = None

@@ -71,7 +71,8 @@ class IPAM:
             return assignments[pod_uid]
 
     def assign_many(self, pod_uids: list[str]) -> dict[str, str]:
-        """`assign` for many pods under one lock and one write (simulated nodes start hundreds at once)."""
+        """`assign` for many pods under one lock and one write (simulated nodes start hundreds at once).
+        Pods left out of the answer got no address: the subnet is full."""
         with self._locked() as state:
             assignments = state["assignments"]
             taken = set(assignments.values())
@@ -79,10 +80,13 @@ class IPAM:
             cursor = network.network_address + 2
             for uid in pod_uids:
                 if uid not in assignments:
-                    ip, cursor = _next_from(taken, network, cursor)
+                    try:
+                        ip, cursor = _next_from(taken, network, cursor)
+                    except RuntimeError:
+                        break
                     assignments[uid] = ip
                     taken.add(ip)
-            return {uid: assignments[uid] for uid in pod_uids}
+            return {uid: assignments[uid] for uid in pod_uids if uid in assignments}
 
     def release_many(self, pod_uids: list[str]) -> None:
         with self._locked() as state:

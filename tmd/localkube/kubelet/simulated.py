@@ -153,7 +153,11 @@ class SimulatedNodes:
             ips = self.ipam.assign_many(new)
             started = now_rfc3339()
             for uid in new:
-                self.pods[uid] = SimulatedPodState(ips[uid], started)
+                if uid in ips:
+                    self.pods[uid] = SimulatedPodState(ips[uid], started)
+            if len(ips) < len(new):
+                log.warning("pod subnet %s is full: %d pods on simulated nodes stay Pending until addresses "
+                            "are freed", self.ipam.subnet, len(new) - len(ips))
         for pod in current:
             meta = pod["metadata"]
             try:
@@ -161,7 +165,9 @@ class SimulatedNodes:
                     self.registry.delete(rt, meta["namespace"], meta["name"],
                                          {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
                     continue
-                state = self.pods[meta["uid"]]
+                state = self.pods.get(meta["uid"])
+                if state is None:  # no address for it (yet)
+                    continue
                 spec = self.specs[pod["spec"]["nodeName"]]
                 status = simulated_status(pod, spec.host_ip, state, now_rfc3339())
                 if _differs(pod.get("status") or {}, status):
