@@ -11,7 +11,7 @@ For each size (nodes × deployments; default 100×50, 300×200, 1000×500):
    again, and requests per deleted node.
 API requests are counted by localkube per client (`/metrics`, apiserver_request_total): "operator"
 is the reconciler's python client plus kopf's watches. Operator CPU seconds and peak RSS come from
-/proc; pass time p50/p99 is estimated from the operator's pass histogram (bucket interpolation, as
+/proc; pass time (and its planning part alone) p50/p99 is estimated from the operator's pass histogram (bucket interpolation, as
 Prometheus' histogram_quantile). Growth is reported as ratios against the smallest size of the
 same run (the baseline). The machine is shared and noisy: the load average is printed with the figures.
 
@@ -96,15 +96,17 @@ def scrape(port: int) -> dict[str, Any]:
     """Passes and the pass-time histogram from the operator's /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     buckets: list[tuple[float, float]] = []
+    plan: list[tuple[float, float]] = []
     passes = 0.0
     for line in text.splitlines():
-        m = re.match(r'tmd_operator_reconcile_duration_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        m = re.match(r'tmd_operator_(reconcile|plan)_duration_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
         if m:
-            buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), float(m.group(2))))
+            (buckets if m.group(1) == "reconcile" else plan).append(
+                (float("inf") if m.group(2) == "+Inf" else float(m.group(2)), float(m.group(3))))
         m = re.match(r'tmd_operator_reconcile_passes_total\{result="ok"\} (\S+)', line)
         if m:
             passes = float(m.group(1))
-    return {"buckets": buckets, "passes": passes}
+    return {"buckets": buckets, "plan": plan, "passes": passes}
 
 
 def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float | None:
@@ -190,6 +192,8 @@ def run_size(nodes: int, deployments: int, quiet: float, work: Path) -> dict[str
             "operator_cpu_seconds": round(usage1[0] - usage0[0], 2),
             "pass_p50_seconds": quantile(0.5, metrics0["buckets"], metrics1["buckets"]),
             "pass_p99_seconds": quantile(0.99, metrics0["buckets"], metrics1["buckets"]),
+            "plan_p50_seconds": quantile(0.5, metrics0["plan"], metrics1["plan"]),
+            "plan_p99_seconds": quantile(0.99, metrics0["plan"], metrics1["plan"]),
         }
         apply_phase["requests_per_pass"] = round(apply_phase["operator_requests"] / max(passes, 1), 2)
 
@@ -232,7 +236,9 @@ def run_size(nodes: int, deployments: int, quiet: float, work: Path) -> dict[str
                      "requests_per_pass": round(lost_requests / max(passes, 1), 2),
                      "operator_cpu_seconds": round(usage6[0] - usage5[0], 2),
                      "pass_p50_seconds": quantile(0.5, metrics5["buckets"], metrics6["buckets"]),
-                     "pass_p99_seconds": quantile(0.99, metrics5["buckets"], metrics6["buckets"])}
+                     "pass_p99_seconds": quantile(0.99, metrics5["buckets"], metrics6["buckets"]),
+                     "plan_p50_seconds": quantile(0.5, metrics5["plan"], metrics6["plan"]),
+                     "plan_p99_seconds": quantile(0.99, metrics5["plan"], metrics6["plan"])}
         return {"nodes": nodes, "deployments": deployments, "apply": apply_phase, "steady": steady,
                 "node_event": node_event, "node_loss": node_loss,
                 "operator_peak_rss_mib": round(proc_usage(operator.proc.pid)[1], 1),
@@ -269,6 +275,7 @@ def main() -> int:
             return f"{b}/{a} = {b / a:.2f}x" if a else f"{b}/{a}"
         print(f"{r['nodes']:>5} nodes × {r['deployments']:>3} deployments: "
               f"ready {r['apply']['seconds_to_all_ready']} s; pass p50 {ratio(('apply', 'pass_p50_seconds'))}; "
+              f"plan p50 {ratio(('apply', 'plan_p50_seconds'))}; "
               f"requests per deleted node {ratio(('node_loss', 'requests_per_deleted_node'))}; "
               f"steady {r['steady']['requests_per_minute_per_deployment']} req/min/deployment; "
               f"node event {r['node_event']['operator_requests']} requests; "

@@ -108,3 +108,16 @@ def test_the_cli_starts_simulated_nodes(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_the_api_server_counts_requests_by_client_at_metrics(cluster, core):
+    before = cluster.api_server.request_counts().get(("LIST", "nodes", "OpenAPI-Generator"), 0)
+    core.list_node()
+    core.list_node()
+    counts = cluster.api_server.request_counts()
+    assert counts[("LIST", "nodes", "OpenAPI-Generator")] == before + 2
+    import httpx
+
+    text = httpx.get(f"{cluster.url}/metrics").text
+    assert f'apiserver_request_total{{verb="LIST",resource="nodes",client="OpenAPI-Generator"}} {before + 2}' in text
+    assert 'verb="PATCH",resource="pods/resize"' in text  # the resize above

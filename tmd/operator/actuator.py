@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from typing import Any, Mapping
 
 import httpx
@@ -20,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from tmd.operator.cache import KINDS, ClusterCache
 from tmd.operator.config import OperatorConfig
 from tmd.operator.kube import Kube
+from tmd.operator.metrics import PLAN_SECONDS
 from tmd.operator.pods import ANNOTATION_ALLOCATIONS, CONTAINER, LOW_PRIORITY_CPU, memory_quantity
 from tmd.operator.reconcile import ClusterState, PodChange, Reconciliation, is_worker, pod_key, reconcile
 from tmd.operator.routes import route_of_pod
@@ -83,19 +85,20 @@ class Actuator:
 
     async def run_once(self) -> Reconciliation:
         state = await self.read()
+        planning = time.perf_counter()
         result = reconcile(state, self.config, dt.datetime.now(dt.timezone.utc))
+        PLAN_SECONDS.observe(time.perf_counter() - planning)
         await asyncio.gather(*(self.apply_pod_change(c) for c in result.pod_changes))
         current = {(d["metadata"]["namespace"], d["metadata"]["name"]): d.get("status") or {}
                    for d in state.deployments}
-        for (namespace, name), status in result.statuses.items():
-            status = _clean(status)
-            if status != current.get((namespace, name)):
-                await self._write("deployments", self.kube.replace_deployment_status, namespace, name, status)
         models = {(m["metadata"]["namespace"], m["metadata"]["name"]): m.get("status") or {} for m in state.models}
-        for (namespace, name), status in result.model_statuses.items():
-            status = _clean(status)
-            if status != models.get((namespace, name)):
-                await self._write("models", self.kube.replace_model_status, namespace, name, status)
+        writes = [self._write("deployments", self.kube.replace_deployment_status, namespace, name, status)
+                  for (namespace, name), status in ((k, _clean(v)) for k, v in result.statuses.items())
+                  if status != current.get((namespace, name))]
+        writes += [self._write("models", self.kube.replace_model_status, namespace, name, status)
+                   for (namespace, name), status in ((k, _clean(v)) for k, v in result.model_statuses.items())
+                   if status != models.get((namespace, name))]
+        await asyncio.gather(*writes)  # each status is its own object: no order among them
         return result
 
     async def _write(self, kind: Any, write: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
