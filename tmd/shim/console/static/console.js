@@ -13,7 +13,8 @@
   const METRICS = ['throughput', 'p50', 'p99', 'queue'];
 
   // Everything the page knows; exposed for debugging (and the browser tests read the charts' data).
-  const model = { since: 0, t: [], cols: {}, ids: [], charts: {}, reading: null, live: true, polls: 0, timer: null };
+  const model = { since: 0, t: [], cols: {}, ids: [], charts: {}, reading: null, live: true, polls: 0, timer: null,
+                  firstRenderMs: null, renders: [] }; // render times (ms), the last 100: benchmarks/console.py reads them
   window.tmdConsole = model;
 
   const $ = (sel) => document.querySelector(sel);
@@ -317,6 +318,7 @@
       const response = await fetch(STATE + '?since=' + model.since, { headers: { Accept: 'application/json' } });
       const json = await response.json();
       if (!response.ok) throw new Error((json.error && json.error.reason) || `HTTP ${response.status}`);
+      const started = performance.now();
       model.reading = json;
       model.polls += 1;
       if (json.series.t.length) model.since = json.series.t[json.series.t.length - 1];
@@ -332,6 +334,9 @@
       }
       if (changed('events', [json.events, json.events_error])) renderEvents(json);
       renderForms(json);
+      model.renders.push(performance.now() - started);
+      if (model.renders.length > 100) model.renders.shift();
+      if (model.firstRenderMs === null) model.firstRenderMs = performance.now(); // since navigation start
     } catch (err) {
       const banner = $('#banner');
       banner.textContent = 'Cannot read the console state: ' + err.message + ' (retrying)';
