@@ -172,8 +172,8 @@ def main() -> int:
     parser.add_argument("--loads", type=int, default=3, help="fresh page loads measured (default 3)")
     args = parser.parse_args()
     if missing():
-        print(f"benchmarks/console.py: {missing()}", file=sys.stderr)
-        return 2
+        print(f"benchmarks/console.py: skipped: it {missing()}", file=sys.stderr)
+        return 0  # `make bench` runs every script: a machine without a browser skips this one
     with tempfile.TemporaryDirectory(prefix="tmd-console-") as tmp:
         work = Path(tmp)
         cluster = LocalCluster(work / "lk", nodes=0, simulated_nodes=args.nodes, node_cpus="8", node_memory="16Gi",

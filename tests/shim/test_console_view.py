@@ -177,6 +177,19 @@ def test_latency_window_is_bounded_per_deployment_and_forgets_deployments():
     assert window.quantiles_ms("a", 3600) == (None, None)
 
 
+def test_latency_window_tracks_a_bounded_number_of_deployments():
+    clock = FakeClock()
+    window = LatencyWindow(clock=clock, max_tracked=3)
+    for name in ("a", "b", "c"):
+        clock.now += 1
+        window.record(name, 0.001)
+    clock.now += 1
+    window.record("a", 0.002)  # a answered again: b is now the stalest
+    window.record("d", 0.004)
+    assert window.quantiles_ms("b", 3600) == (None, None)
+    assert [window.quantiles_ms(d, 3600)[1] for d in ("a", "c", "d")] == [2.0, 1.0, 4.0]
+
+
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))
     assert percentile(values, 0.5) == 50 and percentile(values, 0.99) == 99 and percentile(values, 1.0) == 100

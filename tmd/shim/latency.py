@@ -2,8 +2,9 @@
 
 Workers report only means (es-api.md §6); the console's p50/p99 need the distribution, and the
 shim is where every request passes. Each deployment keeps its last `MAX_SAMPLES` latencies with
-their time, so memory is bounded whatever the load (at most `MAX_DEPLOYMENTS` × `MAX_SAMPLES`
-pairs), and percentiles are computed only when someone asks (the console, every few seconds).
+their time, and at most `MAX_TRACKED` deployments are kept (the one answered least recently goes
+first), so memory is bounded whatever the load and however many deployments come and go while
+no console prunes them; percentiles are computed only when someone asks (the console).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import deque
 from typing import Callable, Iterable
 
 MAX_SAMPLES = 4096
+MAX_TRACKED = 2 * 100  # twice Elasticsearch's limit of deployments (tmd.api.deployment.MAX_DEPLOYMENTS)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -27,14 +29,19 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 class LatencyWindow:
     """Bounded (time, seconds) samples per deployment id; `clock` is injectable for tests."""
 
-    def __init__(self, max_samples: int = MAX_SAMPLES, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_samples: int = MAX_SAMPLES, clock: Callable[[], float] = time.monotonic,
+                 max_tracked: int = MAX_TRACKED) -> None:
         self.max_samples = max_samples
+        self.max_tracked = max_tracked
         self.clock = clock
         self._samples: dict[str, deque[tuple[float, float]]] = {}
 
     def record(self, deployment_id: str, seconds: float) -> None:
         samples = self._samples.get(deployment_id)
         if samples is None:
+            if len(self._samples) >= self.max_tracked:
+                stalest = min(self._samples, key=lambda d: self._samples[d][-1][0])
+                del self._samples[stalest]
             samples = self._samples[deployment_id] = deque(maxlen=self.max_samples)
         samples.append((self.clock(), seconds))
 
