@@ -94,8 +94,10 @@
     const id = row.deployment_id;
     const path = ML + encodeURIComponent(id) + '/deployment/';
     const count = h('input', { type: 'number', min: 1, value: row.target_allocations || 1, class: 'alloc',
-                               'aria-label': 'number of allocations' });
+                               'aria-label': 'number of allocations',
+                               oninput: () => { count.dataset.edited = '1'; } }); // keep what the user typed
     const update = h('button', { class: 'update', onclick: () => {
+      delete count.dataset.edited;
       const n = parseInt(count.value, 10);
       act(`update ${id} to ${n} allocations`, 'POST', path + '_update', { number_of_allocations: n });
     } }, 'Update');
@@ -134,13 +136,17 @@
       if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
       const q = (sel) => tr.querySelector(sel);
       q('.id').textContent = row.deployment_id;
-      q('.sub').textContent = row.model_id === row.deployment_id ? `${row.priority} priority`
-        : `model ${row.model_id} · ${row.priority} priority`;
+      const adaptive = row.adaptive_allocations && row.adaptive_allocations.enabled
+        ? ` · adaptive ${row.adaptive_allocations.min_number_of_allocations ?? 0}–${row.adaptive_allocations.max_number_of_allocations ?? '∞'}` : '';
+      q('.sub').textContent = (row.model_id === row.deployment_id ? '' : `model ${row.model_id} · `) +
+        `${row.priority} priority` + adaptive;
       q('.reason').textContent = row.reason;
       q('td.state').replaceChildren(pill(row.state));
       q('.alloc-cell .count').textContent = `${row.allocations} / ${row.target_allocations}`;
       setBar(q('.alloc-cell .bar'), row.target_allocations ? row.allocations / row.target_allocations : 0);
       q('td.threads').textContent = row.threads_per_allocation;
+      const count = q('input.alloc'); // follows the target (the autoscaler, kubectl) unless being edited
+      if (!count.dataset.edited && document.activeElement !== count) count.value = row.target_allocations;
       setBar(q('.queue .bar'), row.queue_fill);
       q('.queue .count').textContent = `${row.pending} / ${row.queue_capacity} (${fmt.pct(row.queue_fill)})`;
       q('.throughput').textContent = row.throughput === null ? '–' : `${fmt.num(row.throughput)}/s`;
@@ -365,12 +371,22 @@
       const v = String(form.get(name) || '').trim();
       if (v) query[name] = v;
     }
+    let body;
+    if (form.get('adaptive') === 'on') { // Elasticsearch refuses number_of_allocations with adaptive allocations
+      delete query.number_of_allocations;
+      const adaptive = { enabled: true };
+      for (const name of ['min_number_of_allocations', 'max_number_of_allocations']) {
+        const v = String(form.get(name) || '').trim();
+        if (v) adaptive[name] = parseInt(v, 10);
+      }
+      body = { adaptive_allocations: adaptive };
+    }
     const button = event.target.querySelector('button');
     button.disabled = true;
     button.textContent = 'Starting…';
     try {
       await act(`start ${query.deployment_id || modelId}`, 'POST', ML + encodeURIComponent(modelId) + '/deployment/_start',
-                undefined, query);
+                body, query);
     } finally {
       button.disabled = false;
       button.textContent = 'Start';
