@@ -22,7 +22,7 @@ import pytest
 
 from tests.console.browser import chromium, missing, problems, screenshot, wait_js
 from tests.faults.control import processes_of
-from tests.operator.e2e import free_port, worker_pid
+from tests.operator.e2e import free_port
 from tests.test_up import Up
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=missing() or "")]
@@ -66,7 +66,16 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("console")
     data_dir = root / ".tmd"
-    up = Up(data_dir, free_port())
+    # Workers on a port of their own: the pod IPs of `tmd up` stacks on one machine coincide.
+    saved = os.environ.get("TMD_WORKER_PORT")
+    os.environ["TMD_WORKER_PORT"] = str(free_port())
+    try:
+        up = Up(data_dir, free_port())
+    finally:
+        if saved is None:
+            os.environ.pop("TMD_WORKER_PORT")
+        else:
+            os.environ["TMD_WORKER_PORT"] = saved
     driver = None
     try:
         printed = up.wait_up()
@@ -143,6 +152,20 @@ def test_page_shows_the_demo_and_starts_a_deployment(stack: Stack) -> None:
     assert problems(driver) == []
 
 
+def stack_workers(data_dir: Path) -> list[int]:
+    """Worker processes of this stack only (their environment names its data directory)."""
+    return [pid for pid, cmd in processes_of(data_dir).items() if "tmd worker" in cmd]
+
+
+def worker_env(pid: int, name: str) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = f"{name}=".encode()
+    return next((e[len(prefix):].decode() for e in environ if e.startswith(prefix)), None)
+
+
 def burst(url: str, seconds: float, clients: int = 4) -> tuple[int, float]:
     """Documents inferred by `clients` concurrent clients for `seconds`: (answered, elapsed)."""
     answered = [0] * clients
@@ -192,8 +215,9 @@ def test_load_moves_the_chart_and_a_killed_worker_fails_then_recovers(stack: Sta
 
     # kill -9 of node-1's worker: the route is failed with the pod's reason, then started again.
     pods = json.loads(stack.kubectl("get", "pods", "-l", "ml.tmd.dev/role=worker", "-o", "json"))["items"]
-    ips = [p["status"]["podIP"] for p in pods if p["spec"]["nodeName"] == "node-1" and p["status"].get("podIP")]
-    [pid] = [pid for pid in (worker_pid(ip, DEMO) for ip in ips) if pid is not None]
+    ips = {p["status"]["podIP"] for p in pods if p["spec"]["nodeName"] == "node-1" and p["status"].get("podIP")}
+    [pid] = [pid for pid in stack_workers(stack.data_dir) if worker_env(pid, "POD_IP") in ips
+             and worker_env(pid, "TMD_DEPLOYMENT_ID") == DEMO]
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     failed = wait_js(driver, f"""const c = document.querySelector('#grid td.cell[data-node="node-1"][data-deployment="{DEMO}"]');
