@@ -81,9 +81,15 @@
 
   function setBar(span, fraction) {
     const f = Math.max(0, Math.min(1, fraction || 0));
-    span.firstChild.style.width = (f * 100).toFixed(1) + '%';
+    const width = (f * 100).toFixed(1) + '%';
+    if (span.firstChild.style.width !== width) span.firstChild.style.width = width;
     span.classList.toggle('warn', f >= 0.5 && f < 0.8);
     span.classList.toggle('bad', f >= 0.8);
+  }
+
+  function setText(node, text) {
+    const value = String(text);
+    if (node.textContent !== value) node.textContent = value;
   }
 
   function pill(state) {
@@ -135,26 +141,29 @@
       existing.delete(row.deployment_id);
       if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
       const q = (sel) => tr.querySelector(sel);
-      q('.id').textContent = row.deployment_id;
+      setText(q('.id'), row.deployment_id);
       const adaptive = row.adaptive_allocations && row.adaptive_allocations.enabled
         ? ` · adaptive ${row.adaptive_allocations.min_number_of_allocations ?? 0}–${row.adaptive_allocations.max_number_of_allocations ?? '∞'}` : '';
-      q('.sub').textContent = (row.model_id === row.deployment_id ? '' : `model ${row.model_id} · `) +
-        `${row.priority} priority` + adaptive;
-      q('.reason').textContent = row.reason;
-      q('td.state').replaceChildren(pill(row.state));
-      q('.alloc-cell .count').textContent = `${row.allocations} / ${row.target_allocations}`;
+      setText(q('.sub'), (row.model_id === row.deployment_id ? '' : `model ${row.model_id} · `) +
+        `${row.priority} priority` + adaptive);
+      setText(q('.reason'), row.reason);
+      if (q('td.state').textContent !== row.state) q('td.state').replaceChildren(pill(row.state));
+      setText(q('.alloc-cell .count'), `${row.allocations} / ${row.target_allocations}`);
       setBar(q('.alloc-cell .bar'), row.target_allocations ? row.allocations / row.target_allocations : 0);
-      q('td.threads').textContent = row.threads_per_allocation;
+      setText(q('td.threads'), row.threads_per_allocation);
       const count = q('input.alloc'); // follows the target (the autoscaler, kubectl) unless being edited
-      if (!count.dataset.edited && document.activeElement !== count) count.value = row.target_allocations;
+      if (!count.dataset.edited && document.activeElement !== count && count.value !== String(row.target_allocations)) {
+        count.value = row.target_allocations;
+      }
       setBar(q('.queue .bar'), row.queue_fill);
-      q('.queue .count').textContent = `${row.pending} / ${row.queue_capacity} (${fmt.pct(row.queue_fill)})`;
-      q('.throughput').textContent = row.throughput === null ? '–' : `${fmt.num(row.throughput)}/s`;
-      q('.throughput').title = `${row.throughput_last_minute} in the last complete minute; ${row.inference_count} in all`;
-      q('.p50').textContent = fmt.ms(row.p50_ms);
-      q('.p99').textContent = fmt.ms(row.p99_ms);
+      setText(q('.queue .count'), `${row.pending} / ${row.queue_capacity} (${fmt.pct(row.queue_fill)})`);
+      setText(q('.throughput'), row.throughput === null ? '–' : `${fmt.num(row.throughput)}/s`);
+      const tip = `${row.throughput_last_minute} in the last complete minute; ${row.inference_count} in all`;
+      if (q('.throughput').title !== tip) q('.throughput').title = tip;
+      setText(q('.p50'), fmt.ms(row.p50_ms));
+      setText(q('.p99'), fmt.ms(row.p99_ms));
       const errors = q('.errors');
-      errors.textContent = `${row.errors} / ${row.rejected} / ${row.timeouts}`;
+      setText(errors, `${row.errors} / ${row.rejected} / ${row.timeouts}`);
       errors.classList.toggle('bad', row.errors + row.rejected + row.timeouts > 0);
     });
     for (const tr of existing.values()) tr.remove();
@@ -179,20 +188,37 @@
       card('documents / s', fmt.num(tput), '', 'card-throughput'));
   }
 
+  function gridCell(grid, node, j, cell) {
+    const deployment = grid.deployments[j];
+    if (!cell) return h('td', { class: 'cell none', dataset: { node, deployment, state: 'none' } });
+    const title = `${node} · ${deployment}: ${cell.state}, ${cell.current_allocations}/${cell.target_allocations} allocations, ${cell.pending} pending` + (cell.reason ? `\n${cell.reason}` : '');
+    return h('td', { class: 'cell ' + cell.state, title, dataset: { node, deployment, state: cell.state } },
+      h('div', { class: 'cell-state' }, cell.state),
+      h('div', { class: 'cell-alloc' }, `${cell.current_allocations}/${cell.target_allocations}`),
+      cell.reason ? h('div', { class: 'cell-reason' }, cell.reason) : null);
+  }
+
+  // Same nodes and deployments as last time: replace only the cells that changed (a large grid
+  // is thousands of cells); otherwise draw it anew.
+  let drawnGrid = null;
   function renderGrid(grid) {
-    const head = h('tr', {}, h('th', { class: 'corner' }, 'node \\ deployment'),
-                   grid.deployments.map((d) => h('th', { class: 'dep', title: d }, d)));
-    $('#grid thead').replaceChildren(head);
-    $('#grid tbody').replaceChildren(...grid.nodes.map((node, i) => h('tr', {},
-      h('th', { class: 'node' }, node),
-      grid.cells[i].map((cell, j) => {
-        if (!cell) return h('td', { class: 'cell none', dataset: { node, deployment: grid.deployments[j], state: 'none' } });
-        const title = `${node} · ${grid.deployments[j]}: ${cell.state}, ${cell.current_allocations}/${cell.target_allocations} allocations, ${cell.pending} pending` + (cell.reason ? `\n${cell.reason}` : '');
-        return h('td', { class: 'cell ' + cell.state, title, dataset: { node, deployment: grid.deployments[j], state: cell.state } },
-          h('div', { class: 'cell-state' }, cell.state),
-          h('div', { class: 'cell-alloc' }, `${cell.current_allocations}/${cell.target_allocations}`),
-          cell.reason ? h('div', { class: 'cell-reason' }, cell.reason) : null);
-      }))));
+    const same = drawnGrid && drawnGrid.nodes.join('\n') === grid.nodes.join('\n') &&
+      drawnGrid.deployments.join('\n') === grid.deployments.join('\n');
+    if (same) {
+      const rows = $('#grid tbody').children;
+      grid.cells.forEach((line, i) => line.forEach((cell, j) => {
+        if (JSON.stringify(cell) !== JSON.stringify(drawnGrid.cells[i][j])) {
+          rows[i].children[j + 1].replaceWith(gridCell(grid, grid.nodes[i], j, cell));
+        }
+      }));
+    } else {
+      const head = h('tr', {}, h('th', { class: 'corner' }, 'node \\ deployment'),
+                     grid.deployments.map((d) => h('th', { class: 'dep', title: d }, d)));
+      $('#grid thead').replaceChildren(head);
+      $('#grid tbody').replaceChildren(...grid.nodes.map((node, i) => h('tr', {},
+        h('th', { class: 'node' }, node), grid.cells[i].map((cell, j) => gridCell(grid, node, j, cell)))));
+    }
+    drawnGrid = grid;
     const summary = `${grid.nodes.length} nodes · ${grid.deployments.length} deployments` +
       (grid.failed_routes ? ` · ${grid.failed_routes} failed` : '');
     $('#grid-summary').textContent = summary;
