@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kube-port", type=int, default=None,
                         help="Kubernetes API port (default: the previous run's, else any free port)")
     parser.add_argument("--no-demo", action="store_true", help="do not import and deploy the demo model")
+    parser.add_argument("--operators", type=int, default=1,
+                        help="operator replicas; more than one elect an active one through a Lease (default 1)")
 
 
 def step(message: str) -> None:
@@ -156,6 +158,7 @@ def next_steps(es_url: str, kubeconfig: Path) -> str:
     return f"""
 tmd is up.
   Elasticsearch-compatible API: {es_url}
+  console (open in a browser):  {es_url}/_tmd/console
   kubeconfig:                   {kubeconfig}
 
 Try:
@@ -196,8 +199,7 @@ async def serve(args: argparse.Namespace) -> int:
         operator_env = {**env, "TMD_WORKER_COMMAND": f"{sys.executable} -m tmd worker",
                         "TMD_WORKER_ENV": json.dumps(worker_env)}
         es_url = f"http://127.0.0.1:{args.es_port}"
-        children = [
-            Child("operator", [sys.executable, "-m", "tmd", "operator"], operator_env, data_dir / "logs" / "operator.log"),
+        children = [*operator_children(args.operators, operator_env, data_dir / "logs"),
             Child("shim", [sys.executable, "-m", "tmd", "shim", "--host", "127.0.0.1", "--port", str(args.es_port),
                            "--store", str(data_dir / "store")],
                   env, data_dir / "logs" / "shim.log"),
@@ -225,8 +227,20 @@ async def serve(args: argparse.Namespace) -> int:
         await cluster.stop()
 
 
+def operator_children(replicas: int, env: dict[str, str], logs: Path) -> list[Child]:
+    """One operator, or `replicas` of them with leader election (one active, the others standing by)."""
+    if replicas == 1:
+        return [Child("operator", [sys.executable, "-m", "tmd", "operator"], env, logs / "operator.log")]
+    return [Child(f"operator-{i}", [sys.executable, "-m", "tmd", "operator"],
+                  {**env, "TMD_LEADER_ELECTION": "true", "POD_NAME": f"operator-{i}"}, logs / f"operator-{i}.log")
+            for i in range(1, replicas + 1)]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         print("tmd up: error: --nodes must be at least 1", file=sys.stderr)
+        return 2
+    if args.operators < 1:
+        print("tmd up: error: --operators must be at least 1", file=sys.stderr)
         return 2
     return asyncio.run(serve(args))

@@ -15,6 +15,7 @@ cannot be undone, so it runs last; `tmd up` runs first, before the stack exists.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import signal
@@ -524,6 +525,86 @@ def test_shim_killed_during_a_start_the_deployment_exists_once_and_starts(stack,
     record_recovery("shim kill -9 during a start -> deployment started", ready)
     record_recovery("shim kill -9 during a start -> deployment answering _infer", inferred)
     assert _check(stack.es.post(f"{M}/{deployment_id}/deployment/_stop")).json() == {"stopped": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# e) two operator replicas (leader election), the active one killed
+
+def _operator_metric(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def _double_pods(stack: Stack, deployment_id: str) -> list[str]:
+    """Nodes with more than one live worker pod of the deployment (never allowed)."""
+    nodes = [p["spec"]["nodeName"] for p in stack.pods(deployment_id) if not p["metadata"].get("deletionTimestamp")]
+    return sorted({n for n in nodes if nodes.count(n) > 1})
+
+
+def test_two_operator_replicas_the_standby_takes_over_from_a_killed_active_one(stack, record_recovery, localkube,
+                                                                               tmp_path):
+    """Two operators with leader election (the default 10 s Lease): the standby makes no pass and
+    no write while the active one lives; kill -9 the active one in a stream of allocation changes,
+    and the standby applies the next change. Never two live pods of the deployment on a node, and
+    the status keeps what it had (start time, max assigned allocations)."""
+    name = "replicated"
+    stack.operator.stop()  # the module's single operator makes way for two replicas
+    env = {"TMD_WORKER_PORT": str(WORKER_PORT), "TMD_LEADER_ELECTION": "true"}
+    ports = {"a": free_port(), "b": free_port()}
+    replicas = {r: OperatorProcess(localkube.kubeconfig, tmp_path / f"operator-{r}.log", {**env, "POD_NAME": f"operator-{r}"},
+                                   args=("--metrics", f"127.0.0.1:{ports[r]}")) for r in ports}
+    doubles: list[str] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            doubles.extend(_double_pods(stack, name))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        replicas["a"].start()
+        wait_for(lambda: "leading as operator-a" in replicas["a"].output(), timeout=30, what="operator-a leading")
+        replicas["b"].start()
+        _check(stack.es.post(f"{M}/{MODEL}/deployment/_start", params={
+            "deployment_id": name, "number_of_allocations": "1", "wait_for": "fully_allocated", "timeout": "120s"}))
+        start_time = stack.deployment(name)["status"]["start_time"]
+        seen: set[str] = set()
+        sampler.start()
+        for allocations in (2, 3, 2):  # the stream: each change applied by the active replica
+            _check(stack.es.post(f"{M}/{name}/deployment/_update", json={"number_of_allocations": allocations}))
+            stopwatch(lambda: converged(stack, name, allocations, seen), time.monotonic(), timeout=60,
+                      what=f"{allocations} allocations")
+        assert _operator_metric(ports["b"], "tmd_operator_reconcile_passes_total") == 0, "the standby made a pass"
+        standby_calls = httpx.get(f"http://127.0.0.1:{ports['b']}/metrics").text
+        assert "pods" not in "".join(l for l in standby_calls.splitlines()
+                                     if l.startswith("tmd_operator_api_requests_total") and 'verb="list"' not in l)
+        _check(stack.es.post(f"{M}/{name}/deployment/_update", json={"number_of_allocations": 3}))
+        wait_for(lambda: _pod_signature(stack, name) and any(a == "3" for _, a, _ in _pod_signature(stack, name)),
+                 timeout=30, interval=0.02, what="the active operator acting on the change")
+        killed = time.monotonic()
+        replicas["a"].stop(signal.SIGKILL)  # in the middle of the change
+        _check(stack.es.post(f"{M}/{name}/deployment/_update", json={"number_of_allocations": 1}))  # the next one
+        took_over = stopwatch(lambda: "leading as operator-b" in replicas["b"].output(), killed,
+                              what="operator-b leading")
+        applied = stopwatch(lambda: converged(stack, name, 1, seen), killed, what="the next change applied")
+        sampling.set()
+        sampler.join(5)
+        assert doubles == [], f"two live worker pods on one node: {doubles}"
+        status = stack.deployment(name)["status"]
+        assert status["start_time"] == start_time and status["max_assigned_allocations"] >= 3
+        spec = json.loads(stack.kube("get", "lease", "tmd-operator", "-o", "json").stdout)["spec"]
+        assert spec["holderIdentity"] == "operator-b" and spec["leaseTransitions"] == 1
+        record_recovery("active operator kill -9 under allocation changes -> standby leading", took_over,
+                        lease_seconds=10)
+        record_recovery("active operator kill -9 under allocation changes -> next change applied", applied)
+    finally:
+        sampling.set()
+        for replica in replicas.values():
+            if replica.proc is not None and replica.proc.poll() is None:
+                replica.stop()
+        stack.operator.start()
+    assert _check(stack.es.post(f"{M}/{name}/deployment/_stop")).json() == {"stopped": True}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -151,10 +151,17 @@ def test_pods_meet_pod_security_restricted(path, name):
         assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
 
 
-def test_operator_never_runs_twice():
-    """Standalone kopf has no peering: one replica, replaced by stopping it first."""
+def test_operator_replicas_elect_one_active():
+    """More than one replica only with leader election on (tmd/operator/leader.py): the Lease, not
+    the rollout strategy, keeps two operators from writing at once; each replica has its own identity."""
+    from tmd.operator.config import OperatorConfig
+
     operator = find(build("base"), "Deployment", "tmd-operator")["spec"]
-    assert operator["replicas"] == 1 and operator["strategy"] == {"type": "Recreate"}
+    container = operator["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    config = OperatorConfig.from_env({k: e["value"] for k, e in env.items() if "value" in e})
+    assert operator["replicas"] == 2 and config.leader_election
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def _worker_pods() -> list[dict[str, Any]]:

@@ -36,12 +36,18 @@ def operator_requests(recorded: tuple[Kube, list[tuple[str, str]]]) -> set[Permi
     kube.scale_deployment("ns", "d", 1, 2)
     kube.replace_deployment_status("ns", "d", {})
     kube.replace_model_status("ns", "m", {})
+    for kind in ("deployments", "models", "nodes", "pods"):
+        kube.list_versioned(kind)
+    kube.get_lease("tmd-system", "tmd-operator")
+    kube.create_lease("tmd-system", {"metadata": {"name": "tmd-operator"}})
+    kube.replace_lease("tmd-system", "tmd-operator", {"metadata": {"name": "tmd-operator"}})
     assert kube.supports_pod_resize() is False
     calls = [name for name in vars(Kube) if not name.startswith("_")]
     assert set(calls) == {"list_nodes", "list_pods", "list_custom", "list_deployments", "list_models",
                           "ensure_priority_class", "create_pod", "delete_pod", "annotate_pod", "resize_pod",
                           "replace_status", "replace_deployment_status", "replace_model_status",
-                          "supports_pod_resize", "scale_deployment"}, \
+                          "supports_pod_resize", "scale_deployment", "list_versioned", "get_lease", "create_lease",
+                          "replace_lease"}, \
         "Kube has a new call: exercise it here and grant it in manifests/base/operator-rbac.yaml"
     # Discovery (GET /api/v1) is a non-resource URL every authenticated user may read (the default
     # system:discovery binding), so it needs no rule in the ClusterRole.
@@ -72,9 +78,12 @@ def kopf_needs() -> set[Permission]:
 
 
 def operator_granted() -> set[Permission]:
-    role = find(build("base"), "ClusterRole", "tmd-operator")
-    assert all("resourceNames" not in rule for rule in role["rules"]), "requests are checked without names"
-    return granted(role)
+    """The ClusterRole, plus the Role in the operator's namespace for its leader-election Lease."""
+    docs = build("base")
+    roles = [find(docs, "ClusterRole", "tmd-operator"), find(docs, "Role", "tmd-operator-leader")]
+    assert all("resourceNames" not in rule for role in roles for rule in role["rules"]), \
+        "requests are checked without names"
+    return granted(roles[0]) | granted(roles[1])
 
 
 def test_cluster_role_grants_exactly_what_the_operator_uses(kube):
@@ -82,6 +91,13 @@ def test_cluster_role_grants_exactly_what_the_operator_uses(kube):
     have = operator_granted()
     assert not needed - have, f"missing from the ClusterRole: {sorted(needed - have)}"
     assert not have - needed, f"granted but never used: {sorted(have - needed)}"
+
+
+def test_leases_are_granted_in_the_operator_namespace_only():
+    docs = build("base")
+    assert not any("leases" in rule["resources"] for rule in find(docs, "ClusterRole", "tmd-operator")["rules"])
+    role = find(docs, "Role", "tmd-operator-leader")
+    assert granted(role) == {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
 
 
 def test_recorded_requests_map_to_the_expected_permissions(kube):
@@ -96,6 +112,7 @@ def test_recorded_requests_map_to_the_expected_permissions(kube):
 def test_bindings_name_the_service_accounts_the_pods_run_as():
     docs = build("base")
     for kind, binding, deployment in (("ClusterRoleBinding", "tmd-operator", "tmd-operator"),
+                                      ("RoleBinding", "tmd-operator-leader", "tmd-operator"),
                                       ("RoleBinding", "tmd-shim", "tmd-shim")):
         subject = find(docs, kind, binding)["subjects"][0]
         pod = find(docs, "Deployment", deployment)["spec"]["template"]["spec"]

@@ -61,13 +61,13 @@ def test_shim_role_grants_exactly_what_shimkube_calls():
         calls = {name for name in vars(shim_kube.ShimKube) if not name.startswith("_")}
         assert calls == {"list_models", "get_model", "create_model", "patch_model_spec", "delete_model",
                          "list_deployments", "get_deployment", "create_deployment", "patch_deployment_spec",
-                         "delete_deployment", "list_worker_pods", "read_secret", "list_inference_endpoints",
-                         "get_inference_endpoint", "create_inference_endpoint", "patch_inference_endpoint",
-                         "delete_inference_endpoint", "list_nodes", "list_all_pods"}, \
+                         "delete_deployment", "list_worker_pods", "list_events", "read_secret",
+                         "list_inference_endpoints", "get_inference_endpoint", "create_inference_endpoint",
+                         "patch_inference_endpoint", "delete_inference_endpoint", "list_nodes", "list_all_pods"}, \
             "ShimKube has a new call: exercise it here and grant it in manifests/base/shim-rbac.yaml"
         kube.list_models(), kube.get_model("m"), kube.create_model(spec), kube.patch_model_spec("m", spec)
         kube.delete_model("m"), kube.list_deployments(), kube.get_deployment("m"), kube.create_deployment(spec)
-        kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods()
+        kube.patch_deployment_spec("m", spec), kube.delete_deployment("m"), kube.list_worker_pods(), kube.list_events()
         kube.read_secret(manifest_env()["TMD_AUTH_SECRET"])
         kube.list_inference_endpoints(), kube.get_inference_endpoint("e"), kube.create_inference_endpoint(endpoint)
         kube.patch_inference_endpoint(endpoint), kube.delete_inference_endpoint("e")

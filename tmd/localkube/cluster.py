@@ -19,7 +19,8 @@ import yaml
 
 from .apiserver import APIServer
 from .kubelet import BackoffPolicy, Kubelet, KubeletConfig, NodeSpec
-from .kubelet.ipam import DEFAULT_SUBNET
+from .kubelet.ipam import DEFAULT_SUBNET, IPAM
+from .kubelet.simulated import SimulatedNodes
 
 log = logging.getLogger("tmd.localkube")
 T = TypeVar("T")
@@ -45,12 +46,19 @@ class ClusterConfig:
     shutdown_grace: float = 10.0
     server_options: Mapping[str, Any] = field(default_factory=dict)  # extra APIServer keywords (bookmark_interval, ...)
     pod_subnet: str = DEFAULT_SUBNET
+    simulated_nodes: int = 0  # sim-1..sim-N: nodes whose pods run no process (kwok-like)
 
     def node_specs(self) -> list[NodeSpec]:
+        return self._specs("node", self.nodes)
+
+    def simulated_node_specs(self) -> list[NodeSpec]:
+        return self._specs("sim", self.simulated_nodes)
+
+    def _specs(self, prefix: str, count: int) -> list[NodeSpec]:
         zones = ZONES[: max(1, min(self.zones, len(ZONES)))]
         return [
             NodeSpec(
-                name=f"node-{i}",
+                name=f"{prefix}-{i}",
                 cpus=str(self.node_cpus),
                 memory=self.node_memory,
                 pods=self.node_pods,
@@ -58,7 +66,7 @@ class ClusterConfig:
                 labels=dict(self.node_labels),
                 kubelet_version=self.version,
             )
-            for i in range(1, self.nodes + 1)
+            for i in range(1, count + 1)
         ]
 
 
@@ -86,6 +94,7 @@ class Cluster:
         self.data_dir = Path(config.data_dir)
         self.server: APIServer | None = None
         self.kubelets: list[Kubelet] = []
+        self.simulated: SimulatedNodes | None = None
         self._lock: int | None = None
 
     def _take_data_dir(self) -> None:
@@ -150,7 +159,17 @@ class Cluster:
         ]
         await asyncio.gather(*(k.start() for k in self.kubelets))
         await asyncio.gather(*(k.synced.wait() for k in self.kubelets))
-        log.info("localkube up at %s with %d nodes; kubeconfig %s", self.url, len(self.kubelets), self.kubeconfig)
+        if self.config.simulated_nodes:
+            assert self.server.registry is not None
+            self.simulated = SimulatedNodes(self.server.registry, self.config.simulated_node_specs(),
+                                            IPAM(self.data_dir / "kubelet" / "ipam.json", self.config.pod_subnet))
+            await self.simulated.start()
+        log.info("localkube up at %s with %d nodes and %d simulated nodes; kubeconfig %s", self.url, len(self.kubelets),
+                 self.config.simulated_nodes, self.kubeconfig)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [k.node.name for k in self.kubelets] + (self.simulated.names if self.simulated else [])
 
     async def stop(self, leave_pods_running: bool = False) -> None:
         """Stop kubelets (and, unless `leave_pods_running`, every pod process), then the API server."""
@@ -159,6 +178,9 @@ class Cluster:
         else:
             await asyncio.gather(*(k.stop() for k in self.kubelets))
         self.kubelets = []
+        if self.simulated is not None:
+            await self.simulated.stop()
+            self.simulated = None
         if self.server is not None:
             await self.server.stop()
         self._release_data_dir()
@@ -190,12 +212,13 @@ class LocalCluster:
         shutdown_grace: float = 10.0,
         server_options: Mapping[str, Any] | None = None,
         pod_subnet: str = DEFAULT_SUBNET,
+        simulated_nodes: int = 0,
     ) -> None:
         self.config = ClusterConfig(
             data_dir=Path(data_dir), nodes=nodes, node_cpus=str(node_cpus), node_memory=node_memory, zones=zones, port=port,
             host=host, version=version, backoff=BackoffPolicy(backoff_base, backoff_cap), node_labels=dict(node_labels or {}),
             lease_period=lease_period, shutdown_grace=shutdown_grace, server_options=dict(server_options or {}),
-            pod_subnet=pod_subnet,
+            pod_subnet=pod_subnet, simulated_nodes=simulated_nodes,
         )
         self._cluster: Cluster | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -229,6 +252,10 @@ class LocalCluster:
     @property
     def node_names(self) -> list[str]:
         return [spec.name for spec in self.config.node_specs()]
+
+    @property
+    def simulated_node_names(self) -> list[str]:
+        return [spec.name for spec in self.config.simulated_node_specs()]
 
     @property
     def thread(self) -> threading.Thread | None:

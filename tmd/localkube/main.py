@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="API server port (default: the previous run's with this data dir, else any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--nodes", type=int, default=3, help="number of virtual nodes node-1..node-N (default 3)")
+    parser.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
+                        help="also N simulated nodes sim-1..sim-N whose pods become Running and Ready without a "
+                             "process (like kwok; for scale tests), same size as the other nodes (default 0)")
     parser.add_argument("--node-cpus", default="4", help="allocatable CPUs of each node, virtual (default 4)")
     parser.add_argument("--node-memory", default="8Gi", help="allocatable memory of each node, virtual (default 8Gi)")
     parser.add_argument("--zones", type=int, default=3, help="spread nodes over this many topology zones (default 3)")
@@ -29,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> str | None:
-    if args.nodes < 1:
-        return "--nodes must be at least 1"
+    if args.simulated_nodes < 0:
+        return "--simulated-nodes must not be negative"
+    if args.nodes < 0 or args.nodes + args.simulated_nodes < 1:
+        return "--nodes must be at least 1 (or 0 with --simulated-nodes)"
     if args.port is not None and not 0 <= args.port <= 65535:
         return "--port must be between 0 and 65535"
     import ipaddress
@@ -56,6 +61,7 @@ async def serve(args: argparse.Namespace) -> int:
     config = ClusterConfig(
         data_dir=args.data_dir, nodes=args.nodes, node_cpus=args.node_cpus, node_memory=args.node_memory, zones=args.zones,
         port=args.port, host=args.host, backoff=BackoffPolicy(base=args.backoff_base), pod_subnet=args.pod_subnet,
+        simulated_nodes=args.simulated_nodes,
     )
     cluster = Cluster(config)
     stop = asyncio.Event()
@@ -64,7 +70,7 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await cluster.start()
-        print(f"localkube: API server {cluster.url}, nodes: " + ", ".join(k.node.name for k in cluster.kubelets), flush=True)
+        print(f"localkube: API server {cluster.url}, nodes: " + _names(cluster.node_names), flush=True)
         print(f"kubeconfig: {cluster.kubeconfig.resolve()}", flush=True)
         print(f"try: KUBECONFIG={cluster.kubeconfig.resolve()} kubectl get nodes", flush=True)
         await stop.wait()
@@ -74,6 +80,10 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     await cluster.stop()
     return 0
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 12 else ", ".join(names[:5]) + f", ... ({len(names)} in all)"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ Register with `pytest_plugins = ["tmd.localkube.testing"]`; then use the fixture
 
 * `localkube` (module scope): a started `LocalCluster` (2 nodes × 4 CPUs unless the module sets
   `pytestmark = pytest.mark.localkube(nodes=3, node_cpus=8, ...)`, any `LocalCluster` keyword),
+  `simulated_nodes=N` adds nodes sim-1..sim-N whose pods become Ready without a process,
   with `KUBECONFIG` and `KUBECACHEDIR` pointing into its own temporary directory while the
   module runs.
 * `kubectl` (function scope, parametrized over the installed kubectl binaries: Debian's

@@ -1,7 +1,10 @@
 """Carry out a reconciliation: the side-effect half of the operator.
 
-Reads the cluster (through `Kube`) and the workers' control endpoints, calls the pure
-`reconcile`, then applies pod changes and writes statuses that changed. One pass at a time.
+Reads the cluster from the operator's cache (kept from the watch streams; see cache.py), calls the
+pure `reconcile`, then applies pod changes and writes statuses that changed, feeding what the
+server answers back into the cache. A pass makes no API request when nothing needs changing, and
+asks no worker anything: what a worker runs is read from its pod (worker_allocations.py). Workers
+are called only to change their allocations. One pass at a time.
 """
 
 from __future__ import annotations
@@ -9,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from typing import Any, Mapping
 
 import httpx
 from kubernetes.client.exceptions import ApiException
 
+from tmd.operator.cache import KINDS, ClusterCache
 from tmd.operator.config import OperatorConfig
 from tmd.operator.kube import Kube
+from tmd.operator.metrics import PLAN_SECONDS
 from tmd.operator.pods import ANNOTATION_ALLOCATIONS, CONTAINER, LOW_PRIORITY_CPU, memory_quantity
 from tmd.operator.reconcile import ClusterState, PodChange, Reconciliation, is_worker, pod_key, reconcile
 from tmd.operator.routes import route_of_pod
+from tmd.operator.worker_allocations import ANNOTATION_WORKER_ALLOCATIONS, confirmation, running_allocations
 from tmd.api.status import RoutingState
 
 log = logging.getLogger("tmd.operator")
@@ -33,64 +40,70 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def worker_allocations(pods: list[dict[str, Any]]) -> dict[str, int]:
+    """What each started worker runs, by "namespace/pod", as its pod records it."""
+    out: dict[str, int] = {}
+    for pod in pods:
+        if is_worker(pod) and route_of_pod(pod).state is RoutingState.started:
+            running = running_allocations(pod)
+            if running is not None:
+                out[pod_key(pod)] = running
+    return out
+
+
 class Actuator:
-    def __init__(self, kube: Kube, config: OperatorConfig, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, kube: Kube, config: OperatorConfig, cache: ClusterCache | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
         self.kube = kube
         self.config = config
+        self.cache = cache if cache is not None else ClusterCache()
         self.http = http or httpx.AsyncClient(timeout=5.0)
         self.inplace_resize: bool | None = None
 
     def _worker_url(self, pod: Mapping[str, Any], path: str) -> str:
         return f"http://{pod['status']['podIP']}:{self.config.worker_port}{path}"
 
-    async def worker_allocations(self, pods: list[dict[str, Any]]) -> dict[str, int]:
-        """What each ready worker says it runs: the routes' current_allocations."""
-        ready = [p for p in pods if is_worker(p) and route_of_pod(p).state is RoutingState.started
-                 and (p.get("status") or {}).get("podIP")]
-
-        async def ask(pod: dict[str, Any]) -> tuple[str, int | None]:
-            try:
-                response = await self.http.get(self._worker_url(pod, "/allocations"))
-                response.raise_for_status()
-                return pod_key(pod), int(response.json()["number_of_allocations"])
-            except (httpx.HTTPError, KeyError, ValueError) as err:
-                log.warning("worker %s did not report its allocations: %s", pod_key(pod), err)
-                return pod_key(pod), None
-
-        answers = await asyncio.gather(*(ask(p) for p in ready))
-        return {key: n for key, n in answers if n is not None}
+    async def relist(self) -> bool:
+        """List every kind into the cache (at start, then on the slow relist clock); whether it changed."""
+        lists = await asyncio.gather(*(asyncio.to_thread(self.kube.list_versioned, kind) for kind in KINDS))
+        changed = False
+        for kind, (items, version) in zip(KINDS, lists):
+            changed |= self.cache.replace(kind, items, version)
+        return changed
 
     async def read(self) -> ClusterState:
-        deployments, models, nodes, pods = await asyncio.gather(
-            asyncio.to_thread(self.kube.list_deployments), asyncio.to_thread(self.kube.list_models),
-            asyncio.to_thread(self.kube.list_nodes), asyncio.to_thread(self.kube.list_pods))
+        if not self.cache.ready:
+            await self.relist()
         if self.inplace_resize is None:
             self.inplace_resize = (self.config.inplace_resize if self.config.inplace_resize is not None
                                    else await asyncio.to_thread(self.kube.supports_pod_resize))
             log.info("in-place pod resize %s", "available" if self.inplace_resize else
                      "unavailable: allocation changes use surge replacements")
-        return ClusterState(deployments, models, nodes, pods, await self.worker_allocations(pods), self.inplace_resize)
+        pods = self.cache.items("pods")
+        return ClusterState(self.cache.items("deployments"), self.cache.items("models"), self.cache.items("nodes"),
+                            pods, worker_allocations(pods), self.inplace_resize)
 
     async def run_once(self) -> Reconciliation:
         state = await self.read()
+        planning = time.perf_counter()
         result = reconcile(state, self.config, dt.datetime.now(dt.timezone.utc))
+        PLAN_SECONDS.observe(time.perf_counter() - planning)
         await asyncio.gather(*(self.apply_pod_change(c) for c in result.pod_changes))
         current = {(d["metadata"]["namespace"], d["metadata"]["name"]): d.get("status") or {}
                    for d in state.deployments}
-        for (namespace, name), status in result.statuses.items():
-            status = _clean(status)
-            if status != current.get((namespace, name)):
-                await self._write(self.kube.replace_deployment_status, namespace, name, status)
         models = {(m["metadata"]["namespace"], m["metadata"]["name"]): m.get("status") or {} for m in state.models}
-        for (namespace, name), status in result.model_statuses.items():
-            status = _clean(status)
-            if status != models.get((namespace, name)):
-                await self._write(self.kube.replace_model_status, namespace, name, status)
+        writes = [self._write("deployments", self.kube.replace_deployment_status, namespace, name, status)
+                  for (namespace, name), status in ((k, _clean(v)) for k, v in result.statuses.items())
+                  if status != current.get((namespace, name))]
+        writes += [self._write("models", self.kube.replace_model_status, namespace, name, status)
+                   for (namespace, name), status in ((k, _clean(v)) for k, v in result.model_statuses.items())
+                   if status != models.get((namespace, name))]
+        await asyncio.gather(*writes)  # each status is its own object: no order among them
         return result
 
-    async def _write(self, write: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def _write(self, kind: Any, write: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
-            await asyncio.to_thread(write, namespace, name, status)
+            self.cache.apply(kind, "MODIFIED", await asyncio.to_thread(write, namespace, name, status))
         except ApiException as err:
             if err.status != 404:  # deleted meanwhile
                 raise
@@ -102,10 +115,18 @@ class Actuator:
             if change.action in ("create", "replace"):
                 log.info("creating worker pod %s/%s on %s with %d allocations", namespace, name,
                          change.pod["spec"]["nodeName"], change.allocations)
-                await asyncio.to_thread(self.kube.create_pod, dict(change.pod))
+                created = await asyncio.to_thread(self.kube.create_pod, dict(change.pod))
+                if created is not None:
+                    self.cache.apply("pods", "ADDED", created)
             elif change.action in ("delete", "force_delete"):
                 log.info("deleting worker pod %s/%s", namespace, name)
-                await asyncio.to_thread(self.kube.delete_pod, namespace, name, force=change.action == "force_delete")
+                force = change.action == "force_delete"
+                gone = await asyncio.to_thread(self.kube.delete_pod, namespace, name, force=force)
+                if gone is not None and gone.get("kind") == "Pod":
+                    if force or not (gone.get("metadata") or {}).get("deletionTimestamp"):
+                        self.cache.remove("pods", gone)
+                    else:
+                        self.cache.apply("pods", "MODIFIED", gone)
             elif change.action == "set_allocations":
                 await self.set_allocations(change)
         except ApiException as err:
@@ -125,9 +146,12 @@ class Actuator:
                      "limits": {"cpu": "1" if low else cpu, "memory": memory_quantity(change.memory_bytes)}}
         old = int((meta.get("annotations") or {}).get(ANNOTATION_ALLOCATIONS, 0))
         growing = change.allocations > old
-        if growing:
+        resized = container.get("resources") == resources  # e.g. a retry after the worker did not answer
+        if growing and not resized:
             await self._resize(namespace, name, resources)
-        await asyncio.to_thread(self.kube.annotate_pod, namespace, name, {ANNOTATION_ALLOCATIONS: str(change.allocations)})
+        if old != change.allocations:
+            self.cache.apply("pods", "MODIFIED", await asyncio.to_thread(
+                self.kube.annotate_pod, namespace, name, {ANNOTATION_ALLOCATIONS: str(change.allocations)}))
         if route_of_pod(pod).state is RoutingState.started and pod.get("status", {}).get("podIP"):
             try:
                 response = await self.http.post(self._worker_url(pod, "/allocations"),
@@ -136,12 +160,17 @@ class Actuator:
                 log.info("worker %s/%s now runs %d allocations", namespace, name, change.allocations)
             except httpx.HTTPError as err:
                 log.warning("worker %s/%s did not take %d allocations: %s", namespace, name, change.allocations, err)
-        if not growing:
+            else:  # recorded on the pod: what the worker runs is read from there (worker_allocations.py)
+                self.cache.apply("pods", "MODIFIED", await asyncio.to_thread(
+                    self.kube.annotate_pod, namespace, name,
+                    {ANNOTATION_WORKER_ALLOCATIONS: confirmation(pod, change.allocations)}))
+        if not growing and not resized:
             await self._resize(namespace, name, resources)
 
     async def _resize(self, namespace: str, name: str, resources: dict[str, Any]) -> None:
         try:
-            await asyncio.to_thread(self.kube.resize_pod, namespace, name, CONTAINER, resources)
+            self.cache.apply("pods", "MODIFIED",
+                             await asyncio.to_thread(self.kube.resize_pod, namespace, name, CONTAINER, resources))
         except ApiException as err:
             log.warning("in-place resize of %s/%s refused (%s %s); the worker keeps its CPU request",
                         namespace, name, err.status, err.reason)

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_NODE
 from tmd.api.status import RoutingState
 from tmd.operator.adaptive import Sample, Scaler, settings
+from tmd.operator.cache import ClusterCache
 from tmd.operator.config import OperatorConfig
 from tmd.operator.kube import Kube
 from tmd.operator.reconcile import is_worker
@@ -32,8 +33,11 @@ Key = tuple[str, str]  # (namespace, name) of a deployment
 
 class Autoscaler:
     def __init__(self, kube: Kube, config: OperatorConfig, http: httpx.AsyncClient | None = None,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, cache: ClusterCache | None = None,
+                 active: Any = lambda: True) -> None:
         self.kube, self.config = kube, config
+        self.active = active  # a standby replica samples and scales nothing
+        self.cache = cache  # the reconciler's: deployments and pods without a list each round
         self.http = http or httpx.AsyncClient(timeout=5.0)
         self.clock = clock
         self.scalers: dict[Key, Scaler] = {}
@@ -45,6 +49,8 @@ class Autoscaler:
         """Until cancelled."""
         while True:
             await asyncio.sleep(self.config.adaptive_interval_seconds)
+            if not self.active():
+                continue
             try:
                 await self.run_once()
             except Exception as err:  # a failed round must not stop scaling; the next one retries
@@ -52,14 +58,16 @@ class Autoscaler:
 
     async def run_once(self) -> dict[Key, int]:
         """One round; returns the deployments scaled, with their new allocations."""
-        deployments = await asyncio.to_thread(self.kube.list_deployments)
+        cached = self.cache is not None and self.cache.ready
+        deployments = self.cache.items("deployments") if cached else await asyncio.to_thread(self.kube.list_deployments)
         adaptive = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in deployments
                     if settings(d.get("spec") or {}) is not None and not d["metadata"].get("deletionTimestamp")}
         for gone in set(self.scalers) - set(adaptive):
             self._forget(gone)
         if not adaptive:
             return {}
-        pods = [p for p in await asyncio.to_thread(self.kube.list_pods) if is_worker(p)]
+        pods = [p for p in (self.cache.items("pods") if cached else await asyncio.to_thread(self.kube.list_pods))
+                if is_worker(p)]
         counters = await asyncio.gather(*(self._counters(key, pods) for key in adaptive))
         scaled: dict[Key, int] = {}
         for (key, deployment), now_counters in zip(adaptive.items(), counters):

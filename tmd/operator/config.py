@@ -27,10 +27,17 @@ class OperatorConfig:
     normal_priority_class: str | None = None
     # Seconds between forced full reconciles, on top of the event-driven ones.
     resync_seconds: float = 30.0
+    # Seconds between full lists that refresh the operator's cache (a pass otherwise reads the cache).
+    relist_seconds: float = 300.0
     # adaptive allocations: how often workers are sampled, and how long after a scale-up no
     # scale-down happens (Elasticsearch: 10 s and 5 minutes)
     adaptive_interval_seconds: float = 10.0
     adaptive_cooldown_seconds: float = 300.0
+    # Leader election among operator replicas (leader.py): off for a single replica (it costs a
+    # request per second); the Lease's namespace, None: the service account's, else "default".
+    leader_election: bool = False
+    leader_namespace: str | None = None
+    lease_seconds: float = 10.0
     # In-place pod resize for allocation changes: None = use it when the API server offers it.
     inplace_resize: bool | None = None
 
@@ -56,6 +63,14 @@ class OperatorConfig:
             kwargs["inplace_resize"] = env["TMD_INPLACE_RESIZE"].lower() == "true"
         if "TMD_RESYNC_SECONDS" in env:
             kwargs["resync_seconds"] = float(env["TMD_RESYNC_SECONDS"])
+        if "TMD_LEADER_ELECTION" in env:
+            kwargs["leader_election"] = env["TMD_LEADER_ELECTION"].lower() in ("1", "true")
+        if "TMD_LEADER_NAMESPACE" in env:
+            kwargs["leader_namespace"] = env["TMD_LEADER_NAMESPACE"] or None
+        if "TMD_LEASE_SECONDS" in env:
+            kwargs["lease_seconds"] = float(env["TMD_LEASE_SECONDS"])
+        if "TMD_RELIST_SECONDS" in env:
+            kwargs["relist_seconds"] = float(env["TMD_RELIST_SECONDS"])
         if "TMD_ADAPTIVE_INTERVAL_SECONDS" in env:
             kwargs["adaptive_interval_seconds"] = float(env["TMD_ADAPTIVE_INTERVAL_SECONDS"])
         if "TMD_ADAPTIVE_COOLDOWN_SECONDS" in env:

@@ -20,11 +20,17 @@ from tmd.operator.reconcile import Reconciliation
 REGISTRY = CollectorRegistry()
 PASSES = Counter("tmd_operator_reconcile_passes", "Reconciliation passes, by result", ["result"], registry=REGISTRY)
 PASS_SECONDS = Histogram("tmd_operator_reconcile_duration_seconds", "Time of one reconciliation pass",
-                         registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+                         registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.375, 0.5, 0.75,
+                                  1, 1.5, 2.5, 5, 10))
+PLAN_SECONDS = Histogram("tmd_operator_plan_duration_seconds", "CPU-bound part of a pass: planning from the cache",
+                         registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 POD_CHANGES = Counter("tmd_operator_pod_changes", "Worker pod changes decided, by action", ["action"],
                       registry=REGISTRY)
 DEPLOYMENTS = Gauge("tmd_operator_deployments", "Deployments by assignment state", ["assignment_state"],
                     registry=REGISTRY)
+API_REQUESTS = Counter("tmd_operator_api_requests", "Kubernetes API requests of the reconciler and the adaptive "
+                       "scaler (kopf's own watches not included), by verb and resource", ["verb", "resource"],
+                       registry=REGISTRY)
 ALLOCATIONS = Gauge("tmd_operator_allocations", "Allocations over all deployments: asked for (target) and placed",
                     ["kind"], registry=REGISTRY)
 

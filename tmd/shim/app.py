@@ -26,6 +26,7 @@ from tmd.api.units import parse_time_value
 from tmd.shim import ml_info, openapi, views
 from tmd.shim.auth import Authenticator
 from tmd.shim.inference_api import InferenceEndpoints, task_of
+from tmd.shim.console.routes import add_console
 from tmd.shim.http import (check_params, error_response, is_pretty, json_response, page_params, parse_body,
                            parse_bool)
 from tmd.shim.metrics import RequestMetrics
@@ -301,6 +302,8 @@ def create_app(shim: Shim, auth: Authenticator | None = None) -> FastAPI:
     async def openapi_description(request: Request) -> Response:
         q(request, *params("tmd.openapi"))
         return ok(request, description)
+
+    add_console(app, shim)  # /_tmd/console: the web console (docs/console.md)
 
     return RequestMetrics(ElasticProductHeader(InferFastPath(app, shim, auth)))  # type: ignore[return-value]
 

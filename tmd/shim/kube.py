@@ -180,6 +180,11 @@ class ShimKube:
         resp = self.core.list_pod_for_all_namespaces(_preload_content=False)
         return json.loads(resp.data)["items"]
 
+    def list_events(self) -> list[Object]:
+        """The namespace's events: the console shows those of deployments and their worker pods."""
+        resp = self.core.list_namespaced_event(self.namespace, _preload_content=False)
+        return json.loads(resp.data)["items"]
+
     def read_secret(self, name: str) -> dict[str, str]:
         """A Secret's data, base64 as stored (the caller decodes)."""
         resp = self.core.read_namespaced_secret(name, self.namespace, _preload_content=False)

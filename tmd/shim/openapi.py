@@ -25,6 +25,7 @@ Schema = dict[str, Any]
 M = "/_ml/trained_models"
 I = "/_inference"
 OPENAPI_PATH = "/_tmd/openapi.json"
+CONSOLE_PATH = "/_tmd/console"
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "tmd: an assembled model file, for workers on other machines (no credentials needed)",
              response="file"),
     Endpoint("tmd.openapi", "GET", (OPENAPI_PATH,), "tmd: this description", response="openapi"),
+    Endpoint("tmd.console", "GET", (CONSOLE_PATH,), "tmd: the web console (docs/console.md)", response="html"),
+    Endpoint("tmd.console_state", "GET", (CONSOLE_PATH + "/state",),
+             "tmd: what the console shows: deployments, nodes × deployments, events, chart samples", ("since",)),
+    Endpoint("tmd.console_asset", "GET", (CONSOLE_PATH + "/static/{asset}",),
+             "tmd: the console's script, style sheet, icon and vendored chart library", response="asset"),
 )
 
 BY_NAME = {e.name: e for e in ENDPOINTS}
@@ -164,6 +170,8 @@ PARAMS: dict[str, tuple[Schema, str]] = {
     "force": (_FLAG, "Delete or stop a model that is deployed."),
     "defer_definition_decompression": (_FLAG, "Accepted and ignored (definitions are not compressed)."),
     "wait_for_completion": (_FLAG, "Accepted; packaged model downloads are not served."),
+    "since": ({"type": "number", "minimum": 0}, "Console: only chart samples newer than this (epoch seconds; "
+                                                "default 0, all of the last 15 minutes)."),
     "reassign": (_FLAG, "Move an alias that already points at another model."),
     "cache_size": (_BYTE_SIZE, "Inference cache size per node (default: the model size; 0 disables)."),
     "deployment_id": ({"type": "string"}, "Id of the deployment (default: the model id)."),
@@ -203,6 +211,7 @@ PATH_PARAMS: dict[str, tuple[Schema, str]] = {
     "task_type": ({"type": "string", "enum": ["text_embedding", "sparse_embedding", "rerank", "completion",
                                               "chat_completion"]},
                   "The endpoint's task type; tmd's elasticsearch service serves the first three."),
+    "asset": (_ID, "console.js, console.css, favicon.svg, uPlot.iife.min.js or uPlot.min.css."),
 }
 
 
@@ -448,6 +457,10 @@ def _responses() -> dict[str, dict[str, Any]]:
                             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
         "file": {"description": "The file's bytes",
                  "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        "html": {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "asset": {"description": "A script or style sheet",
+                  "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+                              "image/svg+xml": {"schema": {"type": "string"}}}},
         "openapi": {"description": "This document", "content": _json(_object(
             {"openapi": {"type": "string"}, "paths": {"type": "object"}}, ("openapi", "paths"), True))},
     }

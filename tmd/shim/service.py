@@ -29,6 +29,7 @@ from tmd.api.trained_model import parse_trained_model_config
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.shim import views
 from tmd.shim.kube import Conflict, ShimKube
+from tmd.shim.latency import LatencyWindow
 from tmd.shim.metrics import RETRIES
 from tmd.shim.routing import Target, fallback, reachable, split_docs, started_targets
 from tmd.store.directory import DEFINITION_FILE, VOCABULARY_FILE, DirectoryStore, part_validation_errors, uri_for
@@ -77,6 +78,7 @@ class Shim:
         self._refreshing: dict[str, asyncio.Future[Any]] = {}
         self._resolved: dict[str, tuple[float, str]] = {}  # id or alias → deployment id, like _routes
         self._unreachable: dict[str, float] = {}  # worker address → when a connection to it last failed
+        self.latency = LatencyWindow()  # answered _infer requests per deployment, for the console's p50/p99
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop
@@ -544,7 +546,14 @@ class Shim:
         if not isinstance(docs, list) or not docs:
             raise ValidationFailed(["at least one document is required"])
         timeout = parse_time_value(query.get("timeout") or body.get("timeout") or "10s", "timeout")
-        _, _, targets = await self.resolve_deployment(id_)
+        started = time.perf_counter()
+        deployment_id, _, targets = await self.resolve_deployment(id_)
+        raw = await self._infer_targets(targets, docs, body, timeout)
+        self.latency.record(deployment_id, time.perf_counter() - started)
+        return raw
+
+    async def _infer_targets(self, targets: list[Target], docs: list[Any], body: Object, timeout: TimeValue) -> bytes:
+        """The documents split over the deployment's routable workers, their answers in order."""
         targets = reachable(targets, self._unreachable, time.monotonic(), UNREACHABLE_HOLD_SECONDS)
         payload: Object = {"inference_config": body["inference_config"]} if body.get("inference_config") else {}
         payload["timeout"] = timeout.text
@@ -651,7 +660,18 @@ class Shim:
             elements.extend(views.model_stats(model, list(stats), human))
         return {"count": len(models), "trained_model_stats": elements}
 
-    async def _deployment_stats(self, deployment: Object, model: Object, pods: list[Object]) -> Object:
+    async def deployments_with_stats(self) -> tuple[list[Object], list[tuple[Object, Object]]]:
+        """The models, and every deployment resource with its stats as `_stats` reports them (each
+        started worker's own): what the console shows, read the same way as the stats API."""
+        models = await self._k(self.kube.list_models)
+        by_id = {m["spec"]["model_id"]: m for m in models}
+        deployments = sorted(await self._k(self.kube.list_deployments), key=lambda d: d["spec"]["deployment_id"])
+        pods = await self._k(self.kube.list_worker_pods)
+        stats = await asyncio.gather(*(self._deployment_stats(d, by_id.get(d["spec"]["model_id"]), pods)
+                                       for d in deployments))
+        return models, list(zip(deployments, stats))
+
+    async def _deployment_stats(self, deployment: Object, model: Object | None, pods: list[Object]) -> Object:
         name = deployment["metadata"]["name"]
         ips = {p["metadata"]["labels"].get(LABEL_NODE): (p.get("status") or {}).get("podIP") for p in pods
                if p["metadata"].get("labels", {}).get(LABEL_DEPLOYMENT) == name}

@@ -125,6 +125,10 @@ class APIServer:
             log.info("apiserver stopped revision=%d", self._store.revision)
             self._store = None
 
+    def request_counts(self) -> dict[tuple[str, str, str], int]:
+        """Resource requests so far by (verb, resource, client); also served at /metrics."""
+        return dict(self._handlers.requests) if self._handlers else {}
+
     # convenience for in-process callers (tests, the cluster runner)
     def objects(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         assert self._store is not None

@@ -6,11 +6,12 @@ Handlers stay thin: they translate requests into `Registry` calls and objects in
 from __future__ import annotations
 
 import asyncio
+import collections
 import base64
 import json
 import logging
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 from aiohttp import web
@@ -81,6 +82,17 @@ def wants_partial(accept: str) -> bool:
     return "as=PartialObjectMetadata" in first and "g=meta.k8s.io" in first
 
 
+def request_metrics(requests: Mapping[tuple[str, str, str], int]) -> str:
+    """Prometheus text of the request counts (kube-apiserver's metric name; `client` is the
+    User-Agent's product, e.g. kopf, OpenAPI-Generator for the python client, kubectl)."""
+    lines = ["# HELP apiserver_request_total Resource requests by verb, resource and client.",
+             "# TYPE apiserver_request_total counter"]
+    for (verb, resource, agent), n in sorted(requests.items()):
+        client = agent.replace("\\", "").replace('"', "")
+        lines.append(f'apiserver_request_total{{verb="{verb}",resource="{resource}",client="{client}"}} {n}')
+    return "\n".join(lines) + "\n"
+
+
 class Handlers:
     """Routes every request (one catch-all route) to discovery, OpenAPI or resource handlers."""
 
@@ -91,6 +103,9 @@ class Handlers:
         self.data_dir = data_dir
         self.bookmark_interval = bookmark_interval
         self.streams: set[asyncio.Task[Any]] = set()
+        # Resource requests by (verb, resource[/subresource], client): served at /metrics in the
+        # format of kube-apiserver's apiserver_request_total, so scale tests can count a client's calls.
+        self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
     @property
     def types(self) -> list[ResourceType]:
@@ -122,6 +137,8 @@ class Handlers:
             return respond(self.version)
         if parts and parts[0] in ("healthz", "livez", "readyz"):
             return web.Response(text="ok", content_type="text/plain")
+        if parts == ["metrics"]:
+            return web.Response(text=request_metrics(self.requests), content_type="text/plain")
         if parts[:2] == ["openapi", "v3"]:
             return self._openapi(parts[2:])
         if parts[:1] == ["openapi"]:
@@ -194,6 +211,8 @@ class Handlers:
                             "code": 201}, 201)
         verb = {"GET": "get" if name else ("watch" if _flag(q.get("watch")) else "list"), "POST": "create",
                 "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}[method]
+        self.requests[(verb.upper(), f"{plural}/{sub}" if sub else plural,
+                       request.headers.get("User-Agent", "").split("/", 1)[0] or "unknown")] += 1
         if not sub and verb not in rt.verbs:
             raise E.method_not_allowed()
         if name is None:

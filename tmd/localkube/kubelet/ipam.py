@@ -24,12 +24,18 @@ def next_free(taken: set[str], subnet: str = DEFAULT_SUBNET) -> str:
     """Lowest free address of the subnet from its .2 (.1 is the host's: API server, node address),
     skipping .0 and .255 in every /24 for readability."""
     network = ipaddress.IPv4Network(subnet)
-    ip, last = network.network_address + 2, network.broadcast_address - 1
-    while ip <= last:
-        if int(ip) & 0xFF not in (0, 255) and str(ip) not in taken:
-            return str(ip)
-        ip += 1
-    raise RuntimeError(f"no addresses left in pod subnet {subnet}")
+    return _next_from(taken, network, network.network_address + 2)[0]
+
+
+def _next_from(taken: set[str], network: ipaddress.IPv4Network,
+               cursor: ipaddress.IPv4Address) -> tuple[str, ipaddress.IPv4Address]:
+    """`next_free` from a cursor, returning the cursor for the next call (linear for a batch)."""
+    last = network.broadcast_address - 1
+    while cursor <= last:
+        if int(cursor) & 0xFF not in (0, 255) and str(cursor) not in taken:
+            return str(cursor), cursor + 1
+        cursor += 1
+    raise RuntimeError(f"no addresses left in pod subnet {network}")
 
 
 class IPAM:
@@ -63,6 +69,29 @@ class IPAM:
             if pod_uid not in assignments:
                 assignments[pod_uid] = next_free(set(assignments.values()), state["subnet"])
             return assignments[pod_uid]
+
+    def assign_many(self, pod_uids: list[str]) -> dict[str, str]:
+        """`assign` for many pods under one lock and one write (simulated nodes start hundreds at once).
+        Pods left out of the answer got no address: the subnet is full."""
+        with self._locked() as state:
+            assignments = state["assignments"]
+            taken = set(assignments.values())
+            network = ipaddress.IPv4Network(state["subnet"])
+            cursor = network.network_address + 2
+            for uid in pod_uids:
+                if uid not in assignments:
+                    try:
+                        ip, cursor = _next_from(taken, network, cursor)
+                    except RuntimeError:
+                        break
+                    assignments[uid] = ip
+                    taken.add(ip)
+            return {uid: assignments[uid] for uid in pod_uids if uid in assignments}
+
+    def release_many(self, pod_uids: list[str]) -> None:
+        with self._locked() as state:
+            for uid in pod_uids:
+                state["assignments"].pop(uid, None)
 
     def release(self, pod_uid: str) -> None:
         with self._locked() as state:
