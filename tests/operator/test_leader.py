@@ -43,7 +43,7 @@ def test_one_leads_the_other_takes_over_after_the_leader_stops(kube):
         task_a = asyncio.create_task(a.run())
         await asyncio.wait_for(a.leading.wait(), 5)
         task_b = asyncio.create_task(b.run())
-        await asyncio.sleep(3 * timing.lease_seconds)  # many rounds: b must never lead while a renews
+        await asyncio.sleep(2 * timing.lease_seconds)  # many rounds: b must never lead while a renews
         assert a.is_leader and not b.leading.is_set()
         task_a.cancel()  # a dies without a word, as under kill -9
         stopped = time.monotonic()
