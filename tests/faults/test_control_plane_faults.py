@@ -579,9 +579,10 @@ def test_two_operator_replicas_the_standby_takes_over_from_a_killed_active_one(s
         standby_calls = httpx.get(f"http://127.0.0.1:{ports['b']}/metrics").text
         assert "pods" not in "".join(l for l in standby_calls.splitlines()
                                      if l.startswith("tmd_operator_api_requests_total") and 'verb="list"' not in l)
+        before = _pod_signature(stack, name)
         _check(stack.es.post(f"{M}/{name}/deployment/_update", json={"number_of_allocations": 3}))
-        wait_for(lambda: _pod_signature(stack, name) and any(a == "3" for _, a, _ in _pod_signature(stack, name)),
-                 timeout=30, interval=0.02, what="the active operator acting on the change")
+        wait_for(lambda: _pod_signature(stack, name) != before, timeout=30, interval=0.02,
+                 what="the active operator acting on the change")
         killed = time.monotonic()
         replicas["a"].stop(signal.SIGKILL)  # in the middle of the change
         _check(stack.es.post(f"{M}/{name}/deployment/_update", json={"number_of_allocations": 1}))  # the next one

@@ -43,7 +43,7 @@ def test_one_leads_the_other_takes_over_after_the_leader_stops(kube):
         task_a = asyncio.create_task(a.run())
         await asyncio.wait_for(a.leading.wait(), 5)
         task_b = asyncio.create_task(b.run())
-        await asyncio.sleep(3 * timing.lease_seconds)  # many rounds: b must never lead while a renews
+        await asyncio.sleep(2 * timing.lease_seconds)  # many rounds: b must never lead while a renews
         assert a.is_leader and not b.leading.is_set()
         task_a.cancel()  # a dies without a word, as under kill -9
         stopped = time.monotonic()
@@ -67,3 +67,22 @@ def test_a_leader_that_cannot_renew_stops_leading_before_the_lease_runs_out(kube
     assert elector.is_leader
     clock[0] += 7.5  # no renewal for longer than the renew deadline
     assert not elector.is_leader, "a standby may take over at 10 s: this one stops acting at 7"
+
+
+def test_a_replica_that_is_not_active_writes_nothing():
+    """The Actuator checks before each write (a pass may outlast the Lease): no call reaches the API."""
+    from tests.operator.test_cache import worker
+    from tmd.operator.actuator import Actuator
+    from tmd.operator.config import OperatorConfig
+    from tmd.operator.reconcile import PodChange
+
+    class NoCalls:
+        def __getattr__(self, name: str):
+            raise AssertionError(f"an inactive replica called Kube.{name}")
+
+    actuator = Actuator(NoCalls(), OperatorConfig(), active=lambda: False)  # type: ignore[arg-type]
+    for action in ("create", "delete", "set_allocations"):
+        asyncio.run(actuator.apply_pod_change(PodChange(action, worker(), 2, 1 << 28)))
+    written = []
+    asyncio.run(actuator._write("deployments", lambda *args: written.append(args), "default", "d", {}))
+    assert written == []

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 from kubernetes.client.exceptions import ApiException
@@ -53,9 +53,12 @@ def worker_allocations(pods: list[dict[str, Any]]) -> dict[str, int]:
 
 class Actuator:
     def __init__(self, kube: Kube, config: OperatorConfig, cache: ClusterCache | None = None,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None, active: Callable[[], bool] = lambda: True) -> None:
         self.kube = kube
         self.config = config
+        # Checked before every write: a replica that lost its Lease in the middle of a long pass
+        # stops writing before a standby may start (leader.py).
+        self.active = active
         self.cache = cache if cache is not None else ClusterCache()
         self.http = http or httpx.AsyncClient(timeout=5.0)
         self.inplace_resize: bool | None = None
@@ -102,6 +105,8 @@ class Actuator:
         return result
 
     async def _write(self, kind: Any, write: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
+        if not self.active():
+            return
         try:
             self.cache.apply(kind, "MODIFIED", await asyncio.to_thread(write, namespace, name, status))
         except ApiException as err:
@@ -111,6 +116,9 @@ class Actuator:
     async def apply_pod_change(self, change: PodChange) -> None:
         meta = change.pod["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        if not self.active():
+            log.warning("no longer the active replica: %s of %s/%s left to the next one", change.action, namespace, name)
+            return
         try:
             if change.action in ("create", "replace"):
                 log.info("creating worker pod %s/%s on %s with %d allocations", namespace, name,

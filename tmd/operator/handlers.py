@@ -47,7 +47,7 @@ class Reconciler:
 
     async def run(self, kube: Kube) -> None:
         """Until cancelled (on operator cleanup)."""
-        actuator = Actuator(kube, self.config, self.cache)
+        actuator = Actuator(kube, self.config, self.cache, active=lambda: self.active)
         if self.config.low_priority_class and not await asyncio.to_thread(
                 kube.ensure_priority_class, self.config.low_priority_class, LOW_PRIORITY_VALUE,
                 "tmd low-priority trained model deployments: yield to everything else"):
@@ -133,9 +133,9 @@ async def start_reconciler(**_: Any) -> None:
     _tasks.append(loop.create_task(_reconciler.run(kube), name="tmd-reconciler"))
     # Adaptive allocations sample the workers on a clock of their own: their decisions are spec
     # changes, which come back as events and so as reconciliations.
-    _tasks.append(loop.create_task(Autoscaler(kube, config, cache=_reconciler.cache,
-                                                         active=lambda: _reconciler is not None and _reconciler.active).run(),
-                                   name="tmd-autoscaler"))
+    reconciler = _reconciler
+    _tasks.append(loop.create_task(Autoscaler(kube, config, cache=reconciler.cache,
+                                              active=lambda: reconciler.active).run(), name="tmd-autoscaler"))
     _reconciler.poke()
 
 

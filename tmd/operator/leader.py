@@ -2,7 +2,8 @@
 
 Every replica watches and keeps its cache warm (handlers.py); only the holder of the Lease runs
 passes and the adaptive scaler, so a standby takes over with a current view. The rules are
-client-go's leaderelection: the holder renews every `retry_seconds`; a candidate takes the
+client-go's leaderelection: the holder renews every `retry_seconds` (one PUT, conditional on the
+resourceVersion its last write returned; a standby reads once per round); a candidate takes the
 Lease only once its record has not changed for `lease_seconds` by the candidate's own clock
 (no clock comparison between machines); every write carries the resourceVersion it read, so
 two candidates never both win. A holder that cannot renew within `renew_deadline_seconds`
@@ -78,6 +79,7 @@ class LeaderElector:
         self.leading = asyncio.Event()
         self._renewed_at = -1e18  # when we last wrote the Lease as holder (our clock)
         self._observed: tuple[Any, float] | None = None  # (the other holder's record, when it last changed)
+        self._held: dict[str, Any] | None = None  # the Lease as our last write left it: a renewal needs no read
 
     @property
     def is_leader(self) -> bool:
@@ -99,12 +101,14 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         attempt = self.clock()  # a renewal counts from before its request: the conservative side
-        lease = await asyncio.to_thread(self.kube.get_lease, self.namespace, self.name)
+        held, self._held = self._held, None
+        lease = held if held is not None and self.leading.is_set() else \
+            await asyncio.to_thread(self.kube.get_lease, self.namespace, self.name)
         now = dt.datetime.now(dt.timezone.utc)
         if lease is None:
             body = lease_body(self.name, self.namespace, self.identity, self.timing, now, None)
             try:
-                await asyncio.to_thread(self.kube.create_lease, self.namespace, body)
+                self._held = await asyncio.to_thread(self.kube.create_lease, self.namespace, body)
             except ApiException as err:
                 if err.status == 409:
                     return False
@@ -123,9 +127,9 @@ class LeaderElector:
             log.info("lease %s/%s of %s expired; taking over", self.namespace, self.name, holder)
         body = lease_body(self.name, self.namespace, self.identity, self.timing, now, lease)
         try:
-            await asyncio.to_thread(self.kube.replace_lease, self.namespace, self.name, body)
+            self._held = await asyncio.to_thread(self.kube.replace_lease, self.namespace, self.name, body)
         except ApiException as err:
-            if err.status == 409:  # another replica wrote it first
+            if err.status == 409:  # another replica wrote it first (or took it over): read it next round
                 return False
             raise
         return self._won(attempt)

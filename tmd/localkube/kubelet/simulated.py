@@ -121,18 +121,20 @@ class SimulatedNodes:
                     queue.put_nowait(None)
                     break
                 batch.append(nxt)
-            latest: dict[tuple[str, str], dict[str, Any] | None] = {}
+            changed: dict[tuple[str, str], None] = {}  # pods to look at again, in order
+            deleted = []
             for ev in batch:
-                obj = ev.obj if ev.type != "DELETED" else None
-                pod = ev.obj if obj is None else obj
-                if self._mine(pod):
-                    latest[(ev.ns, pod["metadata"]["name"])] = obj
-            gone = [key for key, obj in latest.items() if obj is None]
-            for namespace, name in gone:
-                latest.pop((namespace, name))
-            self._forget([ev.obj for ev in batch if ev.type == "DELETED" and self._mine(ev.obj)])
+                if not self._mine(ev.obj):
+                    continue
+                key = (ev.ns, ev.obj["metadata"]["name"])
+                if ev.type == "DELETED":
+                    deleted.append(ev.obj)
+                    changed.pop(key, None)
+                else:
+                    changed[key] = None
+            self._forget(deleted)
             try:
-                self._handle([self.registry.store.get(POD_KEY, ns, name) for ns, name in latest])
+                self._handle([self.registry.store.get(POD_KEY, ns, name) for ns, name in changed])
             except Exception:  # a bug here must not stop every simulated node
                 log.exception("simulated kubelet pass failed")
             await asyncio.sleep(0)
