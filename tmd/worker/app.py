@@ -19,8 +19,9 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
 `GET /stats`
     `{"deployment": {deployment_id, model_id, threads_per_allocation, number_of_allocations,
     queue_capacity, cache_size, priority, start_time, error_count?, rejected_execution_count?,
-    timeout_count?, inference_count?, peak_throughput_per_minute}, "node": {routing_state,
-    inference_count, average_inference_time_ms?, ..., throughput_last_minute, ...}}` — the
+    timeout_count?, inference_count?, peak_throughput_per_minute, tmd_batching: {max_batch_size,
+    max_batch_delay, mode?}}, "node": {routing_state, inference_count, average_inference_time_ms?,
+    average_batch_size?, ..., throughput_last_minute, ...}}` — the
     node-level fields of es-api.md §6.2 without the `node` identity (the caller knows which
     node it asked). While loading, or stopping after SIGTERM, `node` is only
     `{"routing_state": {"routing_state": "starting"|"stopping", "reason"?},
@@ -154,6 +155,14 @@ def not_started_node(routing_state: str, reason: str | None) -> dict[str, Any]:
     return {"routing_state": routing, "peak_throughput_per_minute": 0, "throughput_last_minute": 0}
 
 
+def batching_stats(settings: WorkerSettings, mode: str | None) -> dict[str, Any]:
+    """The dynamic batching knobs (tmd extension) and, once the model is probed, the mode in effect."""
+    out: dict[str, Any] = {"max_batch_size": settings.max_batch_size, "max_batch_delay": settings.max_batch_delay}
+    if mode is not None:
+        out["mode"] = mode if settings.max_batch_size > 1 else "none"
+    return out
+
+
 # --- waiting for lanes ------------------------------------------------------------------
 
 # Up to this much text (a few hundred tokens) is tokenized on the event loop: ~0.1-0.3 ms, cheaper
@@ -242,13 +251,14 @@ def create_app(state: WorkerState) -> Any:
                 "deployment": {"deployment_id": state.deployment_id, "model_id": state.model_id,
                                "threads_per_allocation": s.threads, "number_of_allocations": s.allocations,
                                "queue_capacity": s.queue_capacity, "cache_size": state.cache_size_text,
-                               "priority": priority},
+                               "priority": priority, "tmd_batching": batching_stats(s, None)},
                 "node": not_started_node("starting", None)})
         snap = engine.stats.snapshot()
         deployment = deployment_stats(
             snap, model_id=state.model_id, deployment_id=state.deployment_id,
             allocations=engine.number_of_allocations, threads=engine.threads_per_allocation,
             queue_capacity=engine.queue.capacity, cache_size=state.cache_size_text, priority=priority)
+        deployment["tmd_batching"] = batching_stats(s, engine.plan.mode)
         if state.stopping:
             node = not_started_node("stopping", "worker is shutting down")
         else:

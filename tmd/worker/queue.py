@@ -10,6 +10,7 @@ may instead be told to retire (fewer allocations) or that the worker has drained
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -47,22 +48,48 @@ class InferenceQueue(Generic[T]):
 
     def take(self) -> T | None:
         """The next item for a lane, or None when the lane must exit (retired or drained)."""
+        batch = self.take_batch(1)
+        return batch[0] if batch else None
+
+    def take_batch(self, limit: int, delay: float = 0.0) -> list[T] | None:
+        """Up to `limit` items for a lane, or None when the lane must exit (retired or drained).
+
+        Blocks for the first item; then takes what is queued, and waits up to `delay` seconds
+        for more while fewer than `limit` are held (never while draining, so shutdown is prompt).
+        """
+        items = self._items
         with self._cond:
             while True:
                 if self._retire > 0:
                     self._retire -= 1
                     return None
-                if self._items:
-                    self._executing += 1
-                    return self._items.popleft()
+                if items:
+                    break
                 if self._draining:
                     return None
                 self._cond.wait()
+            batch = [items.popleft()]
+            deadline = None
+            while len(batch) < limit:
+                if items:
+                    for _ in range(min(limit - len(batch), len(items))):
+                        batch.append(items.popleft())
+                    continue
+                if delay <= 0 or self._draining:
+                    break
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + delay
+                if now >= deadline:
+                    break
+                self._cond.wait(deadline - now)
+            self._executing += len(batch)
+            return batch
 
-    def done(self) -> None:
-        """A lane finished the item it took."""
+    def done(self, n: int = 1) -> None:
+        """A lane finished the `n` items it took."""
         with self._cond:
-            self._executing -= 1
+            self._executing -= n
 
     def retire(self, lanes: int) -> None:
         with self._cond:
