@@ -281,5 +281,22 @@ def test_queue_take_batch_waits_at_most_the_delay() -> None:
     assert 0.04 <= time.monotonic() - start < 1.0
     threading.Timer(0.02, q.offer, args=([4, 5],)).start()
     assert q.take_batch(2, delay=2.0) == [4, 5]  # full before the delay ran out
-    q.done(5)
+    for n in (2, 1, 2):
+        q.done(n)
     assert q.pending == 0
+
+
+def test_a_batch_keeps_holding_queue_slots_until_computed() -> None:
+    """queue_capacity bounds what waits, batching or not: pending <= capacity + one per busy lane."""
+    from tmd.api.errors import RejectedExecution
+    from tmd.worker.queue import InferenceQueue
+
+    q: InferenceQueue[int] = InferenceQueue(4)
+    q.offer([1, 2, 3, 4])
+    assert q.take_batch(16) == [1, 2, 3, 4] and q.queued == 0
+    q.offer([5])  # the batch's first document left the queue; its other three still count
+    with pytest.raises(RejectedExecution):
+        q.offer([6])
+    assert q.pending == 5  # capacity 4 + the one document the busy lane took
+    q.done(4)
+    q.offer([6, 7, 8])

@@ -3,7 +3,9 @@
 One entry per document, as Elasticsearch queues each document of a request separately
 (es-api.md §5.2). A request's documents are admitted together or not at all: a request that
 would overflow the queue is rejected at once (429) instead of leaving some of its documents
-to be computed for nobody. The queue also carries the lanes' control: a lane asking for work
+to be computed for nobody. A lane may take several documents at once (dynamic batching);
+all but the first of them keep counting against `queue_capacity` until computed, so the
+worker holds at most `queue_capacity` + one document per busy lane, batching or not. The queue also carries the lanes' control: a lane asking for work
 may instead be told to retire (fewer allocations) or that the worker has drained (shutdown).
 """
 
@@ -29,6 +31,7 @@ class InferenceQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._executing = 0
+        self._batches = 0  # batches being computed: each holds `_executing` documents between them
         self._retire = 0  # lanes asked to stop after their current item
         self._accepting = True
         self._draining = False  # stop lanes once the queue is empty
@@ -38,7 +41,9 @@ class InferenceQueue(Generic[T]):
         if not self._accepting:
             raise RejectedExecution(SHUT_DOWN)
         with self._cond:
-            if len(self._items) + len(items) > self.capacity:
+            # A batch's documents beyond its first still hold their queue slots until computed, so
+            # batching never lets more documents in than queue_capacity plus one per busy lane.
+            if len(self._items) + self._executing - self._batches + len(items) > self.capacity:
                 raise RejectedExecution(QUEUE_FULL)
             self._items.extend(items)
             if len(items) == 1:
@@ -84,12 +89,14 @@ class InferenceQueue(Generic[T]):
                     break
                 self._cond.wait(deadline - now)
             self._executing += len(batch)
+            self._batches += 1
             return batch
 
     def done(self, n: int = 1) -> None:
-        """A lane finished the `n` items it took."""
+        """A lane finished the batch of `n` items it took."""
         with self._cond:
             self._executing -= n
+            self._batches -= 1
 
     def retire(self, lanes: int) -> None:
         with self._cond:
