@@ -20,14 +20,11 @@ Everything here is a pure function of tensors and lengths, so it is tested direc
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-log = logging.getLogger("tmd.worker.batching")
 
 # A group stops growing when more than this share of its padded tokens would be padding:
 # sorting by length first keeps most groups far below it (the benchmark reports the waste).
