@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", choices=("encoder", "super_simple"), default="encoder")
+    parser.add_argument("--allocations", type=int, default=1, help="number_of_allocations of the deployment (1 thread each)")
     parser.add_argument("--profile", metavar="PATH",
                         help="record the shim with py-spy (pip install py-spy) during the shim rounds, raw format")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "shim_overhead.json"))
@@ -101,7 +102,8 @@ def main() -> int:
                                                           "total_parts": 2}).raise_for_status()
             es.put(f"{base}/vocabulary", json=tiny.vocabulary).raise_for_status()
             started = es.post(f"{base}/deployment/_start", params={"wait_for": "started", "cache_size": "0",
-                                                                   "timeout": "120s"})
+                                                                   "timeout": "120s",
+                                                                   "number_of_allocations": str(args.allocations)})
             started.raise_for_status()
             pods = json.loads(run_kubectl(cluster, "get", "pods", "-l", "ml.tmd.dev/role=worker", "-o",
                                           "json").stdout)["items"]
@@ -135,7 +137,8 @@ def main() -> int:
         return statistics.median(r[path][key] for r in rounds)
 
     result = {
-        "model": args.model, "model_bytes": len(definition), "requests_per_round": args.requests,
+        "model": args.model, "model_bytes": len(definition), "allocations": args.allocations,
+        "requests_per_round": args.requests,
         "concurrency": args.concurrency, "rounds": rounds,
         "direct": {k: med("direct", k) for k in ("p50_ms", "p99_ms", "throughput_per_s")},
         "shim": {k: med("shim", k) for k in ("p50_ms", "p99_ms", "throughput_per_s")},
@@ -146,7 +149,7 @@ def main() -> int:
     result["throughput_ratio"] = result["shim"]["throughput_per_s"] / result["direct"]["throughput_per_s"]
     result["goals"] = {"p50_ratio<=1.1": result["p50_ratio"] <= 1.1, "throughput_ratio>=0.9":
                        result["throughput_ratio"] >= 0.9}
-    print(f"model {args.model} ({len(definition)} bytes), concurrency {args.concurrency}, "
+    print(f"model {args.model} ({len(definition)} bytes), {args.allocations} allocation(s), concurrency {args.concurrency}, "
           f"{args.requests} requests x {args.rounds} rounds per path")
     for path in ("direct", "shim"):
         r = result[path]
