@@ -32,13 +32,15 @@ PEERS ?= .peers
 PEER_PKGS_kserve := 'kserve>=0.15'
 PEER_PKGS_torchserve := 'torchserve>=0.12' torch-model-archiver pyyaml numpy psutil packaging pillow
 PEER_PKGS_ray := 'ray[serve]>=2.40'
+PEER_PKGS_mlserver := 'mlserver>=1.6' 'uvloop<0.22'  # mlserver 1.7's inference pool calls asyncio.get_event_loop() outside a loop, which uvloop 0.22 refuses
+PEER_PKGS_pytriton := 'nvidia-pytriton>=0.5'
 PEER_PKGS_plot := matplotlib
 $(PEERS)/%/.installed: constraints.txt
 	$(PYTHON) -m venv $(PEERS)/$*
 	$(PEERS)/$*/bin/python -m pip install -q -c constraints.txt $(if $(filter plot,$*),,torch==2.13.0) $(PEER_PKGS_$*)
 	touch $@
 
-peers-venvs: $(addprefix $(PEERS)/,$(addsuffix /.installed,kserve torchserve ray plot))  ## KServe, TorchServe, Ray Serve (+ matplotlib)
+peers-venvs: $(addprefix $(PEERS)/,$(addsuffix /.installed,kserve torchserve ray mlserver pytriton plot))  ## KServe, TorchServe, Ray Serve, MLServer, PyTriton (+ matplotlib)
 
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
 	$(PY) -m tmd up

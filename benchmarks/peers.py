@@ -1,5 +1,7 @@
-"""Against the peers: tmd's worker (direct and through the shim), KServe, TorchServe and Ray Serve
-serving the same TorchScript model on the same cores, driven by the same load generator.
+"""Against the peers: tmd's worker (direct and through the shim), KServe, TorchServe, Ray Serve,
+MLServer and PyTriton serving the same TorchScript model on the same cores, driven by the same
+load generator; each with its own dynamic batching on where it has it (the "-batched" servers,
+MLServer's adaptive batching, Triton's dynamic batcher), so tmd meets each peer at its best.
 
 Every server runs the 4-layer encoder of benchmarks/worker_throughput.py (tmd.tinymodels'
 benchmark_encoder, 64 tokens), saved once as TorchScript, with 1 torch thread per replica and
@@ -7,11 +9,16 @@ benchmark_encoder, 64 tokens), saved once as TorchScript, with 1 torch thread pe
 
 * tmd (worker /infer, shim /_ml/trained_models/<id>/_infer): the text, tokenized by the worker
   (its cost per document is measured in-process and printed beside the table);
-* the peers: the same document's 64 token ids as KServe-v1 JSON {"instances": [[ids]]}; their
-  handlers (benchmarks/peers/) build the model's four inputs exactly as tmd's worker does.
+* the peers: the same document's 64 token ids as KServe-v1 JSON {"instances": [[ids]]} (MLServer
+  and PyTriton: an Open Inference Protocol V2 INT64 tensor); their handlers (benchmarks/peers/)
+  build the model's four inputs exactly as tmd's worker does.
 
-The load generator is tests/faults/load.py's aiohttp closed loop (concurrency 1, 8, 64) after a
-warm-up, in this process, on the same cores. All servers of one replica count are started side
+Batching servers share --batch-size (default tmd's max_batch_size); the peers wait at most
+--peer-batch-delay-ms for a batch to fill, tmd uses its own default max_batch_delay (take what
+is queued). The load generator is tests/faults/load.py's aiohttp closed loop (concurrency 1, 8,
+64) and then its open loop at fixed offered rates (--rates: requests sent on schedule whatever
+the answers, so the latency at each rate shows where a server saturates), after a warm-up, in
+this process, on the same cores. All servers of one replica count are started side
 by side and take turns, --rounds rounds: a server's turn measures the raw in-process model (no
 HTTP, on as many threads as the server has replicas, while the servers idle) and then each
 concurrency for --duration seconds. Ratios are per turn (server throughput / raw throughput,
@@ -28,7 +35,7 @@ defaults bind all interfaces. Every process started is stopped by PID at the end
 
 Writes benchmarks/results/peers.json and, when .peers/plot has matplotlib, docs/benchmarks-peers.png.
 
-    python benchmarks/peers.py [--duration 4] [--rounds 3] [--servers tmd-worker,tmd-shim,kserve,torchserve,ray]
+    python benchmarks/peers.py [--duration 4] [--rounds 3] [--servers tmd-worker,tmd-worker-batched,...] [--rates 50,100]
 """
 
 from __future__ import annotations
@@ -61,11 +68,16 @@ sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]  # run from a checkout without i
 import httpx  # noqa: E402
 import torch  # noqa: E402
 
-from tests.faults.load import Record, closed_loop  # noqa: E402
+from tests.faults.load import Record, closed_loop, open_loop  # noqa: E402
+from tmd.api.deployment import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE  # noqa: E402
 from worker_throughput import RawModel, build_model_dir, make_texts, start_worker, stop_worker  # noqa: E402
 
-SERVERS = ("tmd-worker", "tmd-shim", "kserve", "torchserve", "ray")
-PEER_VENV = {"kserve": "kserve", "torchserve": "torchserve", "ray": "ray"}
+# Each server as it runs by default, and -- where it has dynamic batching -- with it on ("-batched").
+# tmd's shim runs the deployment with tmd's defaults, which batch.
+SERVERS = ("tmd-worker", "tmd-worker-batched", "tmd-shim", "kserve", "torchserve", "torchserve-batched", "ray",
+           "ray-batched", "mlserver", "pytriton")
+PEER_VENV = {"kserve": "kserve", "torchserve": "torchserve", "torchserve-batched": "torchserve", "ray": "ray",
+             "ray-batched": "ray", "mlserver": "mlserver", "pytriton": "pytriton"}
 NETNS_ENV = "TMD_PEERS_NETNS"
 
 
@@ -202,11 +214,14 @@ def peer_env(model_pt: Path, tmp: Path) -> dict[str, str]:
 # --- the servers --------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def serve_tmd_worker(ctx: "Context", replicas: int) -> Iterator[Target]:
-    proc, url = start_worker(ctx.model_dir, allocations=replicas)
+def serve_tmd_worker(ctx: "Context", replicas: int, batched: bool = False) -> Iterator[Target]:
+    flags = ("--max-batch-size", str(ctx.batch_size), "--max-batch-delay", ctx.tmd_batch_delay) if batched \
+        else ("--max-batch-size", "1")
+    proc, url = start_worker(ctx.model_dir, allocations=replicas, batching=flags)
     try:
         yield Target(url + "/infer", ctx.tmd_body, [proc.pid], "text (tokenized by the worker)",
-                     [f"tmd worker --allocations {replicas} --threads 1 --cache-size 0 --queue-capacity 10000"])
+                     [f"tmd worker --allocations {replicas} --threads 1 --cache-size 0 --queue-capacity 10000 "
+                      + " ".join(flags)])
     finally:
         stop_worker(proc)
 
@@ -251,7 +266,9 @@ def serve_tmd_shim(ctx: "Context", replicas: int) -> Iterator[Target]:
             body = {"docs": [{field_name: ctx.text}]}
             yield Target(shim.url + base + "/_infer", body, [shim.proc.pid] + ([pod_pid] if pod_pid else []),
                          "text (tokenized by the worker)",
-                         [f"shim -> worker pod on localkube, {replicas} allocation(s) x 1 thread, cache_size 0",
+                         [f"shim -> worker pod on localkube, {replicas} allocation(s) x 1 thread, cache_size 0, "
+                          f"tmd_batching defaults (max_batch_size {DEFAULT_MAX_BATCH_SIZE}, "
+                          f"max_batch_delay {DEFAULT_MAX_BATCH_DELAY})",
                           "server cores = shim + worker pod (not localkube or the operator)"])
             es.post(f"{base}/deployment/_stop").raise_for_status()
         finally:
@@ -291,10 +308,15 @@ disable_token_authorization=true
 disable_system_metrics=true
 default_response_timeout=120
 """
+# TorchServe's dynamic batching: the model is registered from config.properties with its batch settings.
+TORCHSERVE_BATCHED_MODEL = (
+    'load_models=enc.mar\n'
+    'models={{"enc": {{"1.0": {{"defaultVersion": true, "marName": "enc.mar", "minWorkers": {workers}, '
+    '"maxWorkers": {workers}, "batchSize": {batch_size}, "maxBatchDelay": {delay_ms}, "responseTimeout": 120}}}}}}\n')
 
 
 @contextlib.contextmanager
-def serve_torchserve(ctx: "Context", replicas: int) -> Iterator[Target]:
+def serve_torchserve(ctx: "Context", replicas: int, batched: bool = False) -> Iterator[Target]:
     tmp = Path(tempfile.mkdtemp(prefix="torchserve-", dir=ctx.tmp))
     bin_dir = peer_python(ctx.peers_dir, "torchserve").parent
     env = {**peer_env(ctx.model_pt, tmp), "LOG_LOCATION": str(tmp / "logs"), "METRICS_LOCATION": str(tmp / "logs"),
@@ -306,28 +328,37 @@ def serve_torchserve(ctx: "Context", replicas: int) -> Iterator[Target]:
                     "--extra-files", str(PEER_SCRIPTS / "common.py"), "--export-path", str(store)],
                    env=env, cwd=tmp, check=True, capture_output=True)
     ports = {k: free_port() for k in ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
-    (tmp / "config.properties").write_text(TORCHSERVE_CONFIG.format(workers=replicas, **ports))
+    config = TORCHSERVE_CONFIG.format(workers=replicas, **ports)
+    models = ["--models", "enc=enc.mar"]
+    if batched:
+        config += TORCHSERVE_BATCHED_MODEL.format(workers=replicas, batch_size=ctx.batch_size,
+                                                  delay_ms=ctx.peer_batch_delay_ms)
+        models = []
+    (tmp / "config.properties").write_text(config)
     log = tmp / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(bin_dir / "torchserve"), "--start", "--foreground", "--ncs", "--disable-token-auth",
-                                 "--model-store", str(store), "--models", "enc=enc.mar",
-                                 "--ts-config", str(tmp / "config.properties")],
+                                 "--model-store", str(store), *models, "--ts-config", str(tmp / "config.properties")],
                                 env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{ports['inference']}/predictions/enc"
         wait_answering(url, ctx.peer_body, proc, log)
         yield Target(url, ctx.peer_body, [proc.pid], "64 token ids (KServe v1 instances)",
-                     [f"torchserve {replicas} worker(s), batch size 1, job_queue_size 10000"])
+                     [f"torchserve {replicas} worker(s), batchSize {ctx.batch_size}, maxBatchDelay "
+                      f"{ctx.peer_batch_delay_ms} ms" if batched else f"torchserve {replicas} worker(s), batch size 1",
+                      "job_queue_size 10000"])
     finally:
         stop_tree(proc)
 
 
 @contextlib.contextmanager
-def serve_ray(ctx: "Context", replicas: int) -> Iterator[Target]:
+def serve_ray(ctx: "Context", replicas: int, batched: bool = False) -> Iterator[Target]:
     # a short private path: Ray's unix socket paths must stay under 107 characters
     tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port, log = free_port(), tmp / "server.log"
     env = {**peer_env(ctx.model_pt, tmp), "RAY_USAGE_STATS_ENABLED": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    if batched:
+        env.update(PEER_BATCH_SIZE=str(ctx.batch_size), PEER_BATCH_WAIT_MS=str(ctx.peer_batch_delay_ms))
     with log.open("wb") as out:
         proc = subprocess.Popen([str(peer_python(ctx.peers_dir, "ray")), str(PEER_SCRIPTS / "ray_server.py"),
                                  "--port", str(port), "--replicas", str(replicas), "--tmp", str(tmp / "ray")],
@@ -337,15 +368,71 @@ def serve_ray(ctx: "Context", replicas: int) -> Iterator[Target]:
         wait_answering(url, ctx.peer_body, proc, log)
         yield Target(url, ctx.peer_body, [proc.pid], "64 token ids (KServe v1 instances)",
                      [f"ray serve, {replicas} replica(s) x 1 CPU, max_ongoing_requests 64, "
-                      "RAY_SERVE_THROUGHPUT_OPTIMIZED=1", "server cores include Ray's GCS, raylet, proxy, controller"])
+                      "RAY_SERVE_THROUGHPUT_OPTIMIZED=1"
+                      + (f", @serve.batch(max_batch_size={ctx.batch_size}, batch_wait_timeout_s="
+                         f"{ctx.peer_batch_delay_ms / 1000:g})" if batched else ""),
+                      "server cores include Ray's GCS, raylet, proxy, controller"])
+    finally:
+        stop_tree(proc, grace=60.0)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_mlserver(ctx: "Context", replicas: int) -> Iterator[Target]:
+    """MLServer with a custom runtime and its adaptive batching on (max_batch_size / max_batch_time)."""
+    tmp = Path(tempfile.mkdtemp(prefix="mlserver-", dir=ctx.tmp))
+    ports = {k: free_port() for k in ("http", "grpc", "metrics")}
+    (tmp / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": ports["http"], "grpc_port": ports["grpc"], "metrics_port": ports["metrics"],
+        "parallel_workers": replicas, "debug": False}))
+    (tmp / "model-settings.json").write_text(json.dumps({
+        "name": "enc", "implementation": "mlserver_runtime.Encoder", "max_batch_size": ctx.batch_size,
+        "max_batch_time": ctx.peer_batch_delay_ms / 1000.0}))
+    bin_dir = peer_python(ctx.peers_dir, "mlserver").parent
+    env = {**peer_env(ctx.model_pt, tmp), "PYTHONPATH": str(PEER_SCRIPTS)}
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(bin_dir / "mlserver"), "start", str(tmp)], env=env, cwd=tmp, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{ports['http']}/v2/models/enc/infer"
+        wait_answering(url, ctx.v2_body, proc, log)
+        yield Target(url, ctx.v2_body, [proc.pid], "64 token ids (Open Inference Protocol V2 tensor)",
+                     [f"mlserver, parallel_workers {replicas}, adaptive batching max_batch_size {ctx.batch_size}, "
+                      f"max_batch_time {ctx.peer_batch_delay_ms / 1000:g} s"])
+    finally:
+        stop_tree(proc)
+
+
+@contextlib.contextmanager
+def serve_pytriton(ctx: "Context", replicas: int) -> Iterator[Target]:
+    """PyTriton (Triton Inference Server with a Python model) with Triton's dynamic batching on."""
+    tmp = Path(tempfile.mkdtemp(prefix="pytriton-", dir="/tmp"))
+    ports = {k: free_port() for k in ("http", "grpc", "metrics")}
+    env = {**peer_env(ctx.model_pt, tmp), "PEER_BATCH_SIZE": str(ctx.batch_size),
+           "PEER_BATCH_DELAY_US": str(int(ctx.peer_batch_delay_ms * 1000)), "PEER_REPLICAS": str(replicas),
+           **{f"PEER_{k.upper()}_PORT": str(v) for k, v in ports.items()}}
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(peer_python(ctx.peers_dir, "pytriton")), str(PEER_SCRIPTS / "pytriton_server.py")],
+                                env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{ports['http']}/v2/models/enc/infer"
+        wait_answering(url, ctx.v2_body, proc, log)
+        yield Target(url, ctx.v2_body, [proc.pid], "64 token ids (Open Inference Protocol V2 tensor)",
+                     [f"pytriton, {replicas} model instance(s), dynamic batching max_batch_size {ctx.batch_size}, "
+                      f"max_queue_delay {ctx.peer_batch_delay_ms:g} ms"])
     finally:
         stop_tree(proc, grace=60.0)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 STARTERS: dict[str, Callable[["Context", int], contextlib.AbstractContextManager[Target]]] = {
-    "tmd-worker": serve_tmd_worker, "tmd-shim": serve_tmd_shim, "kserve": serve_kserve,
-    "torchserve": serve_torchserve, "ray": serve_ray}
+    "tmd-worker": serve_tmd_worker, "tmd-worker-batched": lambda c, n: serve_tmd_worker(c, n, batched=True),
+    "tmd-shim": serve_tmd_shim, "kserve": serve_kserve,
+    "torchserve": serve_torchserve, "torchserve-batched": lambda c, n: serve_torchserve(c, n, batched=True),
+    "ray": serve_ray, "ray-batched": lambda c, n: serve_ray(c, n, batched=True),
+    "mlserver": serve_mlserver, "pytriton": serve_pytriton}
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -358,7 +445,11 @@ class Context:
     text: str
     tmd_body: dict
     peer_body: dict
+    v2_body: dict
     peers_dir: Path
+    batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    tmd_batch_delay: str = DEFAULT_MAX_BATCH_DELAY
+    peer_batch_delay_ms: float = 5.0
 
 
 def raw_phase(raw: RawModel, lanes: int, duration: float) -> dict[str, float]:
@@ -387,6 +478,20 @@ def load_phase(target: Target, concurrency: int, duration: float) -> dict[str, A
             "not_ok": len(record.answers) - len(ok), "statuses": statuses, "seconds": elapsed,
             "p50_ms": 1000 * (record.percentile(0.5) or float("nan")),
             "p99_ms": 1000 * (record.percentile(0.99) or float("nan")), "server_cores": cores}
+
+
+def open_phase(target: Target, rate: float, duration: float) -> dict[str, Any]:
+    """Requests at a fixed offered rate whatever the answers: the latency a server gives under that load."""
+    cpu0, t0 = tree_cpu_seconds(target.pids), time.perf_counter()
+    record: Record = asyncio.run(open_loop(target.url, target.body, rate=rate, duration=duration, timeout=30,
+                                           max_in_flight=1000))
+    elapsed = time.perf_counter() - t0
+    ok = record.latencies(200)
+    return {"rate": rate, "requests_per_s": len(ok) / elapsed, "ok": len(ok),
+            "not_ok": len(record.answers) - len(ok), "seconds": elapsed,
+            "p50_ms": 1000 * (record.percentile(0.5) or float("nan")),
+            "p99_ms": 1000 * (record.percentile(0.99) or float("nan")),
+            "server_cores": (tree_cpu_seconds(target.pids) - cpu0) / elapsed}
 
 
 def tokenization_cost(model_dir: Path, text: str, n: int = 300) -> float:
@@ -426,9 +531,11 @@ def measure_round(raw: RawModel, target: Target, block: dict[str, Any], args: ar
     concurrency: adjacent in time, so the other jobs of a shared machine weigh on both alike."""
     one: dict[str, Any] = {"loadavg": os.getloadavg(), "raw": raw_phase(raw, block["replicas"], args.duration)}
     one["http"] = [load_phase(target, c, args.duration) for c in args.concurrency]
+    one["open"] = [open_phase(target, rate, args.duration) for rate in args.rates]
     block["rounds"].append(one)
     print(f"  {block['server']} x{block['replicas']}: raw {one['raw']['docs_per_s']:.1f}/s; " + ", ".join(
-        f"c={h['concurrency']} {h['requests_per_s']:.1f}/s" for h in one["http"]), flush=True)
+        f"c={h['concurrency']} {h['requests_per_s']:.1f}/s" for h in one["http"]) + "; " + ", ".join(
+        f"offered {o['rate']:g}/s: p50 {o['p50_ms']:.0f} ms p99 {o['p99_ms']:.0f} ms" for o in one["open"]), flush=True)
 
 
 def summarize(block: dict[str, Any], concurrencies: list[int]) -> list[dict[str, Any]]:
@@ -455,16 +562,31 @@ def summarize(block: dict[str, Any], concurrencies: list[int]) -> list[dict[str,
             "raw_docs_per_s": statistics.median(r["raw"]["docs_per_s"] for r in rounds),
             "raw_p50_ms": statistics.median(r["raw"]["p50_ms"] for r in rounds),
             "raw_p99_ms": statistics.median(r["raw"]["p99_ms"] for r in rounds)})
+    for i, rate in enumerate(o["rate"] for o in (rounds[0].get("open") or [])):
+        def med_open(key: str) -> float:
+            return statistics.median(r["open"][i][key] for r in rounds)
+
+        rows.append({"server": block["server"], "replicas": block["replicas"], "concurrency": None,
+                     "offered_per_s": rate, "requests_per_s": med_open("requests_per_s"),
+                     "p50_ms": med_open("p50_ms"), "p99_ms": med_open("p99_ms"),
+                     "not_ok": sum(r["open"][i]["not_ok"] for r in rounds), "server_cores": med_open("server_cores")})
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| server | replicas | concurrency | req/s | / raw | p50 ms | p99 ms | p50 / raw | p99 / raw | non-200 "
              "| server cores | CPU eff. |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in [r for r in rows if r["concurrency"] is not None]:
         lines.append(f"| {r['server']} | {r['replicas']} | {r['concurrency']} | {r['requests_per_s']:.1f} | "
                      f"{r['throughput_ratio']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p50_ratio']:.1f} | "
                      f"{r['p99_ratio']:.1f} | {r['not_ok']} | {r['server_cores']:.2f} | {r['cpu_efficiency']:.2f} |")
+    opened = [r for r in rows if r["concurrency"] is None]
+    if opened:
+        lines += ["", "Open loop (requests sent at a fixed rate whatever the answers):", "",
+                  "| server | replicas | offered req/s | answered 200/s | p50 ms | p99 ms | non-200 | server cores |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['server']} | {r['replicas']} | {r['offered_per_s']:g} | {r['requests_per_s']:.1f} | "
+                  f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['not_ok']} | {r['server_cores']:.2f} |" for r in opened]
     return "\n".join(lines)
 
 
@@ -488,7 +610,16 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured phase (default 4)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up load per server (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server; medians reported (default 3)")
-    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--concurrency", default="1,8,64", help="closed-loop client counts")
+    parser.add_argument("--rates", default="50,100,150,200",
+                        help="open-loop offered rates, requests per second ('' for none)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help=f"most requests per forward pass for every batching server (default {DEFAULT_MAX_BATCH_SIZE})")
+    parser.add_argument("--tmd-batch-delay", default=DEFAULT_MAX_BATCH_DELAY,
+                        help=f"tmd-worker-batched's max_batch_delay (default {DEFAULT_MAX_BATCH_DELAY}, tmd's default)")
+    parser.add_argument("--peer-batch-delay-ms", type=float, default=5.0,
+                        help="the peers' batch wait: TorchServe maxBatchDelay, Ray batch_wait_timeout_s, MLServer "
+                             "max_batch_time, Triton max_queue_delay (default 5 ms)")
     parser.add_argument("--replicas", default="1", help="replicas (allocations x 1 thread) to run, e.g. 1,2")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"from {','.join(SERVERS)}")
     parser.add_argument("--peers-dir", default=str(REPO_ROOT / ".peers"))
@@ -498,6 +629,7 @@ def main() -> int:
     parser.add_argument("--no-netns", action="store_true", help="run in this network namespace")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.rates = [float(r) for r in args.rates.split(",") if r]
     replicas = [int(r) for r in args.replicas.split(",")]
     servers = [s for s in args.servers.split(",") if s]
     unknown = [s for s in servers if s not in STARTERS]
@@ -513,11 +645,11 @@ def main() -> int:
 
     peers_dir = Path(args.peers_dir)
     skipped: dict[str, str] = {}
-    if not netns and "ray" in servers:
+    for ray_server in [s for s in servers if s.startswith("ray") and not netns]:
         # Ray's agents and workers listen on 0.0.0.0, :: and the node's address whatever
         # _node_ip_address says (seen with ray 2.x): only a private namespace keeps them in.
-        skipped["ray"] = "Ray Serve binds all interfaces; it runs only in a private network namespace (drop --no-netns)"
-        print(f"skipping ray: {skipped['ray']}")
+        skipped[ray_server] = "Ray Serve binds all interfaces; it runs only in a private network namespace (drop --no-netns)"
+        print(f"skipping {ray_server}: {skipped[ray_server]}")
     for name in [s for s in servers if s not in skipped]:
         if name in PEER_VENV and not peer_python(peers_dir, name).exists():
             skipped[name] = (f"no virtual environment at {peers_dir / PEER_VENV[name]}: create it with "
@@ -536,7 +668,9 @@ def main() -> int:
         raw = RawModel(model_dir, [text] * 3)  # the same document every call, as every request carries
         ids = raw.inputs[0][0][0].tolist()
         ctx = Context(tmp, model_dir, model_dir / "model.pt", text, {"docs": [{"input": text}]},
-                      {"instances": [ids]}, peers_dir)
+                      {"instances": [ids]},
+                      {"inputs": [{"name": "input_ids", "shape": [1, len(ids)], "datatype": "INT64", "data": ids}]},
+                      peers_dir, args.batch_size, args.tmd_batch_delay, args.peer_batch_delay_ms)
         tokenize_us = tokenization_cost(model_dir, text)
         model_bytes = ctx.model_pt.stat().st_size
         print(f"one document: {len(text)} characters -> {len(ids)} token ids; worker tokenization "
@@ -576,6 +710,8 @@ def main() -> int:
         "request": {"tmd": "one document of text", "peers": f"{len(ids)} token ids", "text_chars": len(text),
                     "tmd_tokenization_us_per_doc": tokenize_us},
         "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "concurrency": args.concurrency,
+        "rates": args.rates, "batching": {"batch_size": args.batch_size, "tmd_max_batch_delay": args.tmd_batch_delay,
+                                          "peer_batch_delay_ms": args.peer_batch_delay_ms},
         "private_network_namespace": netns,
         "machine": {"cpu_count": os.cpu_count(), "uptime_before": uptime_before, "uptime_after": uptime_after,
                     "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()},

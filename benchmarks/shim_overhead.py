@@ -6,7 +6,9 @@ paths; rounds alternate (direct, shim, direct, shim, ...) so background noise on
 machine hits both alike. Each request carries one document.
 
 Prints p50/p99 latency and throughput of both paths and the ratios (shim / direct); goals:
-p50 ratio ≤ 1.1, throughput ratio ≥ 0.9. Writes benchmarks/results/shim_overhead.json.
+p50 ratio ≤ 1.1, throughput ratio ≥ 0.9. Also the shim process's CPU time per request (goal
+≤ 0.1 ms on the small model): what the shim itself costs, whatever else loads the machine.
+Writes benchmarks/results/shim_overhead.json.
 Usage: python benchmarks/shim_overhead.py [--requests 300] [--concurrency 4] [--rounds 2] [--model encoder]
 """
 
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +37,12 @@ from tmd.tinymodels.builders import script_bytes  # noqa: E402
 
 TEXTS = [" ".join(["these are my words", "the quick brown fox jumps over the lazy dog", "words are words",
                    "a model deployment serves inference", "my words"][i:] * 4) for i in range(5)]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_load(url: str, body_for, requests: int, concurrency: int) -> dict[str, float]:
@@ -63,6 +72,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", choices=("encoder", "super_simple"), default="encoder")
+    parser.add_argument("--allocations", type=int, default=1, help="number_of_allocations of the deployment (1 thread each)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="record the shim with py-spy (pip install py-spy) during the shim rounds, raw format")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "shim_overhead.json"))
     args = parser.parse_args()
 
@@ -90,7 +102,8 @@ def main() -> int:
                                                           "total_parts": 2}).raise_for_status()
             es.put(f"{base}/vocabulary", json=tiny.vocabulary).raise_for_status()
             started = es.post(f"{base}/deployment/_start", params={"wait_for": "started", "cache_size": "0",
-                                                                   "timeout": "120s"})
+                                                                   "timeout": "120s",
+                                                                   "number_of_allocations": str(args.allocations)})
             started.raise_for_status()
             pods = json.loads(run_kubectl(cluster, "get", "pods", "-l", "ml.tmd.dev/role=worker", "-o",
                                           "json").stdout)["items"]
@@ -100,10 +113,21 @@ def main() -> int:
             asyncio.run(run_load(worker, body, 50, args.concurrency))  # warm-up, both paths
             asyncio.run(run_load(shim.url + base + "/_infer", body, 50, args.concurrency))
             rounds = []
+            spy = None
+            if args.profile:
+                import subprocess
+                spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(shim.proc.pid),
+                                        "-r", "250", "--format", "raw", "-o", args.profile, "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(args.rounds):
                 direct = asyncio.run(run_load(worker, body, args.requests, args.concurrency))
+                cpu_before = process_cpu_seconds(shim.proc.pid)
                 through = asyncio.run(run_load(shim.url + base + "/_infer", body, args.requests, args.concurrency))
+                through["shim_cpu_ms_per_request"] = 1000.0 * (process_cpu_seconds(shim.proc.pid) - cpu_before) / args.requests
                 rounds.append({"direct": direct, "shim": through})
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes what it recorded and exits
+                spy.wait(30)
             es.post(f"{base}/deployment/_stop").raise_for_status()
         finally:
             shim.stop()
@@ -113,23 +137,27 @@ def main() -> int:
         return statistics.median(r[path][key] for r in rounds)
 
     result = {
-        "model": args.model, "model_bytes": len(definition), "requests_per_round": args.requests,
+        "model": args.model, "model_bytes": len(definition), "allocations": args.allocations,
+        "requests_per_round": args.requests,
         "concurrency": args.concurrency, "rounds": rounds,
         "direct": {k: med("direct", k) for k in ("p50_ms", "p99_ms", "throughput_per_s")},
         "shim": {k: med("shim", k) for k in ("p50_ms", "p99_ms", "throughput_per_s")},
     }
+    result["shim_cpu_ms_per_request"] = med("shim", "shim_cpu_ms_per_request")
     result["p50_ratio"] = result["shim"]["p50_ms"] / result["direct"]["p50_ms"]
     result["p99_ratio"] = result["shim"]["p99_ms"] / result["direct"]["p99_ms"]
     result["throughput_ratio"] = result["shim"]["throughput_per_s"] / result["direct"]["throughput_per_s"]
     result["goals"] = {"p50_ratio<=1.1": result["p50_ratio"] <= 1.1, "throughput_ratio>=0.9":
                        result["throughput_ratio"] >= 0.9}
-    print(f"model {args.model} ({len(definition)} bytes), concurrency {args.concurrency}, "
+    print(f"model {args.model} ({len(definition)} bytes), {args.allocations} allocation(s), concurrency {args.concurrency}, "
           f"{args.requests} requests x {args.rounds} rounds per path")
     for path in ("direct", "shim"):
         r = result[path]
         print(f"  {path:6s}: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  {r['throughput_per_s']:.1f} req/s")
     print(f"  ratios (shim/direct): p50 {result['p50_ratio']:.3f} (goal <= 1.1)  p99 {result['p99_ratio']:.3f}  "
           f"throughput {result['throughput_ratio']:.3f} (goal >= 0.9)")
+    print(f"  shim CPU per request: {result['shim_cpu_ms_per_request']:.3f} ms (goal <= 0.1 on the small model)")
+    print(f"  (load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus)")
     errors = sum(r[p]["errors"] for r in rounds for p in ("direct", "shim"))
     if errors:
         print(f"  {errors} requests failed")

@@ -23,12 +23,15 @@ METRICS = (("throughput_ratio", "throughput / raw model"), ("p50_ratio", "p50 la
 
 def main(source: str, target: str) -> int:
     result = json.loads(open(source).read())
-    rows = result["summary"]
+    opened = [r for r in result["summary"] if r.get("concurrency") is None]
+    rows = [r for r in result["summary"] if r.get("concurrency") is not None]
     servers = list(dict.fromkeys(r["server"] for r in rows))
     replica_counts = sorted({r["replicas"] for r in rows})
     concurrencies = result["concurrency"]
     colors = {s: f"C{i}" for i, s in enumerate(servers)}
-    fig, axes = plt.subplots(len(replica_counts), len(METRICS), figsize=(19, 4.2 * len(replica_counts)), squeeze=False)
+    columns = len(METRICS) + (1 if opened else 0)
+    fig, axes = plt.subplots(len(replica_counts), columns, figsize=(4.8 * columns, 4.2 * len(replica_counts)),
+                             squeeze=False)
     width = 0.8 / len(servers)
     for row_axes, replicas in zip(axes, replica_counts):
         for ax, (key, title) in zip(row_axes, METRICS):
@@ -48,6 +51,19 @@ def main(source: str, target: str) -> int:
             else:
                 ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.grid(axis="y", alpha=0.3)
+        if opened:  # latency under a fixed offered load: where each server saturates
+            ax = row_axes[-1]
+            for server in servers:
+                points = sorted((r["offered_per_s"], r["p99_ms"]) for r in opened
+                                if r["server"] == server and r["replicas"] == replicas)
+                if points:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server,
+                            color=colors[server])
+            ax.set_yscale("log")
+            ax.set_xlabel("offered requests/s (open loop)")
+            ax.set_title(f"p99 latency ms under offered load ({replicas} replica{'s' if replicas > 1 else ''})",
+                         fontsize=9)
+            ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="lower left")
     machine = result["machine"]
     fig.suptitle(f"Same TorchScript encoder (4 layers, hidden 256, {result['model']['tokens']} tokens), 1 torch thread per "

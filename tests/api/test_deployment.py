@@ -101,3 +101,21 @@ def test_spec_schema_carries_limits_for_the_crd():
     schema = DeploymentSpec.model_json_schema()
     assert schema["properties"]["threads_per_allocation"]["maximum"] == 32
     assert schema["properties"]["queue_capacity"]["maximum"] == 1_000_000
+
+
+def test_tmd_batching_extension_is_parsed_validated_and_optional():
+    from tmd.api.deployment import DEFAULT_MAX_BATCH_SIZE, TmdBatching
+
+    assert parse_start_request("m", None, {}).spec.tmd_batching is None
+    spec = parse_start_request("m", {"tmd_batching": {"max_batch_size": 8}}, {}).spec
+    assert spec.tmd_batching == TmdBatching(max_batch_size=8)
+    assert parse_start_request("m", {"tmd_batching": {}}, {}).spec.tmd_batching.max_batch_size == DEFAULT_MAX_BATCH_SIZE
+    with pytest.raises(ValidationFailed) as err:
+        parse_start_request("m", {"tmd_batching": {"max_batch_size": 2000, "max_batch_delay": "5s"}}, {})
+    assert err.value.reason == ("Validation Failed: 1: [tmd_batching.max_batch_size] must be between 1 and 1024;"
+                                "2: [tmd_batching.max_batch_delay] must be between 0ms and 1000ms;")
+    for bad in ([], {"max_batch_size": "8"}, {"max_batch_size": True}, {"max_batch_delay": 5}):
+        with pytest.raises(ParseError, match="failed to parse field \\[tmd_batching\\]"):
+            parse_start_request("m", {"tmd_batching": bad}, {})
+    with pytest.raises(ParseError, match="\\[tmd_batching\\] unknown field \\[size\\]"):
+        parse_start_request("m", {"tmd_batching": {"size": 8}}, {})

@@ -72,10 +72,11 @@ def worker_stats(url: str) -> dict[str, Any]:
     return response.json().get("node", {}) if response.status_code == 200 else {}
 
 
-def start_deployment(shim_url: str, model_id: str, **params: Any) -> dict[str, Any]:
+def start_deployment(shim_url: str, model_id: str, body: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
     """Start through the Elasticsearch API, waiting until every allocation is placed."""
     query = {"wait_for": "fully_allocated", "timeout": "120s", **{k: str(v) for k, v in params.items()}}
-    response = httpx.post(f"{shim_url}/_ml/trained_models/{model_id}/deployment/_start", params=query, timeout=150)
+    response = httpx.post(f"{shim_url}/_ml/trained_models/{model_id}/deployment/_start", params=query, json=body,
+                          timeout=150)
     assert response.status_code == 200, response.text
     return response.json()["assignment"]
 

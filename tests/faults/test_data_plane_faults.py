@@ -205,10 +205,13 @@ def test_worker_kill_9_under_load_answers_every_request_and_recovers(stack, kube
 
 @pytest.fixture(scope="module")
 def slow_worker(stack, kube, models) -> dict[str, Any]:
-    """`slow_model` with 1 allocation and a 10-document queue, and its measured service time."""
+    """`slow_model` with 1 allocation and a 10-document queue, and its measured service time.
+
+    Dynamic batching off: SlowPassThrough's work does not grow with the batch (ten documents cost
+    what one does), so batching would multiply its capacity and "10x capacity" would not overload."""
     model_id = models[1]
-    start_deployment(stack.shim.url, model_id, number_of_allocations=1, queue_capacity=QUEUE_CAPACITY,
-                     cache_size="0")
+    start_deployment(stack.shim.url, model_id, body={"tmd_batching": {"max_batch_size": 1}}, number_of_allocations=1,
+                     queue_capacity=QUEUE_CAPACITY, cache_size="0")
     [pod] = worker_pods(kube, resource_name(model_id))
     url = worker_url(pod, stack.worker_port)
     for _ in range(5):

@@ -52,3 +52,14 @@ def test_model_and_deployment_ids_are_immutable():
     assert refusals({"model_id": "other", "deployment_id": "d"}, old=old) == ["[model_id] is immutable"]
     assert refusals({"model_id": "m", "deployment_id": "e"}, old=old) == ["[deployment_id] is immutable"]
     assert refusals({"model_id": "m"}, old=old) == ["[deployment_id] is immutable"]
+
+
+def test_tmd_batching_delay_is_at_most_one_second():
+    """The rule of tmd's batching extension sits on the nested object and is checked with the spec."""
+    schema = spec_schema()
+    base = {k: p["default"] for k, p in schema["properties"].items() if "default" in p} | {"model_id": "m"}
+    for delay in ("0ms", "20ms", "1s"):
+        assert cel.validate({**base, "tmd_batching": {"max_batch_delay": delay}}, schema, None, "spec") == []
+    errors = cel.validate({**base, "tmd_batching": {"max_batch_delay": "1500ms"}}, schema, None, "spec")
+    assert [(e.path, e.detail) for e in errors] == [
+        ("spec.tmd_batching", "[tmd_batching.max_batch_delay] must be between 0ms and 1000ms")]

@@ -227,3 +227,13 @@ def test_without_in_place_resize_allocation_changes_surge_a_replacement():
     assert done.pod_changes == []
     route = status_of(done)["routing_table"]["node-1"]
     assert (route["routing_state"], route["current_allocations"], route["target_allocations"]) == ("started", 2, 2)
+
+
+def test_tmd_batching_reaches_the_worker_environment_only_when_given():
+    def env(result):
+        return {e["name"]: e.get("value") for e in creates(result)[0]["spec"]["containers"][0]["env"]}
+
+    given = env(run([deployment(tmd_batching={"max_batch_size": 4, "max_batch_delay": "5ms"})], [model()], [node("node-1")]))
+    assert given["TMD_MAX_BATCH_SIZE"] == "4" and given["TMD_MAX_BATCH_DELAY"] == "5ms"
+    default = env(run([deployment()], [model()], [node("node-1")]))
+    assert "TMD_MAX_BATCH_SIZE" not in default and "TMD_MAX_BATCH_DELAY" not in default  # the worker's defaults

@@ -125,6 +125,28 @@ def test_start_with_cache_deprecated_infer_counts_cache_hits(es, models, shim):
     assert "multiple documents are not supported" in too_many.json()["error"]["reason"]
 
 
+def test_tmd_batching_start_parameter_reaches_the_workers_and_stats(es, models, shim):
+    """tmd's extension: the knobs travel shim → resource → worker pod env, and stats show them."""
+    url = shim.url + "/_ml/trained_models/test_model/deployment/_start"
+    bad = httpx.post(url, json={"tmd_batching": {"max_batch_size": 0, "max_batch_delay": "2h"}}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["reason"] == (
+        "Validation Failed: 1: [tmd_batching.max_batch_size] must be between 1 and 1024;"
+        "2: [tmd_batching.max_batch_delay] must be whole milliseconds or seconds (e.g. 2ms), got [2h];")
+    started = httpx.post(url, params={"wait_for": "started"},
+                         json={"tmd_batching": {"max_batch_size": 2, "max_batch_delay": "50ms"}}, timeout=60)
+    assert started.status_code == 200, started.text
+    try:
+        docs = [{"input": w} for w in ("words", "are", "my", "these")]
+        result = es.ml.infer_trained_model(model_id="test_model", docs=docs)
+        assert result["inference_results"] == [{"predicted_value": [[1.0, 1.0]]}] * 4
+        stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]
+        assert stats["tmd_batching"] == {"max_batch_size": 2, "max_batch_delay": "50ms"}
+        node = stats["nodes"][0]
+        assert node["inference_count"] == 4 and node["average_batch_size"] == 2.0  # 4 documents, 2 per pass
+    finally:
+        es.ml.stop_trained_model_deployment(model_id="test_model")
+
+
 def test_low_priority_start_and_its_validation(es, models):
     started = es.ml.start_trained_model_deployment(model_id="test_model", priority="low", wait_for="started")
     params = started["assignment"]["task_parameters"]

@@ -7,6 +7,7 @@ import argparse
 import pytest
 import torch
 
+from tmd.api.deployment import DEFAULT_MAX_BATCH_SIZE
 from tmd.api.errors import ElasticsearchError, ParseError, RejectedExecution, ValidationFailed
 from tmd.worker.app import parse_allocations_body, parse_infer_body, parse_json_body, resolve_timeout
 from tmd.worker.cache import ENTRY_OVERHEAD_BYTES, InferenceCache, output_nbytes
@@ -39,6 +40,14 @@ def test_defaults() -> None:
     assert (s.host, s.port, s.allocations, s.threads, s.queue_capacity, s.cache_size, s.low_priority) == (
         "127.0.0.1", 8080, 1, 1, 1024, None, False)
     assert parse(["--model-dir", "/m", "--cache-size", "0"]).cache_size.bytes == 0
+    assert (s.max_batch_size, s.max_batch_delay, s.max_batch_delay_s) == (DEFAULT_MAX_BATCH_SIZE, "0ms", 0.0)
+
+
+def test_batching_flags_and_environment() -> None:
+    env = {"TMD_MODEL_DIR": "/env", "TMD_MAX_BATCH_SIZE": "4", "TMD_MAX_BATCH_DELAY": "5ms"}
+    s = parse([], env)
+    assert (s.max_batch_size, s.max_batch_delay, s.max_batch_delay_s) == (4, "5ms", 0.005)
+    assert parse(["--max-batch-size", "1"], env).max_batch_size == 1
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -47,6 +56,9 @@ def test_defaults() -> None:
     (["--model-dir", "/m", "--threads", "x"], "[threads_per_allocation] must be an integer"),
     (["--model-dir", "/m", "--cache-size", "10 parsecs"], "as a size in bytes"),
     (["--model-dir", "/m", "--queue-capacity", "1000001"], "[queue_capacity] must be between 1 and 1000000"),
+    (["--model-dir", "/m", "--max-batch-size", "0"], "[max_batch_size] must be between 1 and 1024"),
+    (["--model-dir", "/m", "--max-batch-delay", "2"], "failed to parse setting [max_batch_delay]"),
+    (["--model-dir", "/m", "--max-batch-delay", "2s"], "[max_batch_delay] must be between 0ms and 1000ms"),
 ])
 def test_bad_settings(argv: list[str], message: str) -> None:
     with pytest.raises(SettingsError, match=None) as info:
@@ -212,3 +224,13 @@ def test_parse_allocations_body() -> None:
     for bad in ({}, {"number_of_allocations": 0}, {"number_of_allocations": "2"}, {"number_of_allocations": True}, []):
         with pytest.raises(ValidationFailed, match=r"\[number_of_allocations\] must be a positive integer"):
             parse_allocations_body(bad)
+
+
+def test_average_batch_size_counts_documents_per_forward_pass() -> None:
+    stats = WorkerStats()
+    assert "average_batch_size" not in node_stats(stats.snapshot(), pending=0, allocations=1, threads=1)
+    stats.record_batch(4, real_tokens=30, padded_tokens=40)
+    stats.record_batch(1, real_tokens=5, padded_tokens=5)
+    snap = stats.snapshot()
+    assert node_stats(snap, pending=0, allocations=1, threads=1)["average_batch_size"] == 2.5
+    assert (snap.real_tokens, snap.padded_tokens) == (35, 45)

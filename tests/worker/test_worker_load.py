@@ -26,7 +26,14 @@ def slow_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow(workers, slow_dir) -> Worker:
-    return start_all(workers, [(slow_dir, ("--queue-capacity", "2", "--cache-size", "0"), None)])[0]
+    return start_all(workers, [(slow_dir, ("--queue-capacity", "2", "--cache-size", "0", "--max-batch-size", "8"), None)])[0]
+
+
+@pytest.fixture(scope="module")
+def slow_batching(workers, slow_dir) -> Worker:
+    """Batches of up to 4, gathered for up to 30 ms: a burst is computed a few documents per pass."""
+    args = ("--queue-capacity", "8", "--cache-size", "0", "--max-batch-size", "4", "--max-batch-delay", "30ms")
+    return start_all(workers, [(slow_dir, args, None)])[0]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +97,33 @@ def test_timeouts_answer_408_and_queued_ones_are_skipped(slow) -> None:
     assert slow.stats()["node"]["number_of_pending_requests"] == 0
 
 
+def test_burst_with_batching_answers_every_request_and_counters_add_up(slow_batching) -> None:
+    """200, 408 and 429 together under one burst: every document is counted exactly once."""
+    before = counters(slow_batching)
+    bodies = [{"docs": [{"input": f"words {i}"}, {"input": "more words"}], "timeout": "450ms"} for i in range(30)]
+    responses = asyncio.run(burst(slow_batching.url, bodies))
+    by_status: dict[int, int] = {}
+    for r in responses:
+        by_status[r.status_code] = by_status.get(r.status_code, 0) + 1
+        if r.status_code == 200:
+            assert r.json() == {"inference_results": [{"predicted_value": [[1.0, 1.0]]}] * 2}
+        elif r.status_code == 429:
+            assert r.json()["error"]["reason"] == QUEUE_FULL
+        else:
+            assert r.status_code == 408 and r.json()["error"]["reason"] == "timeout [450ms] waiting for inference result"
+    assert set(by_status) <= {200, 408, 429} and by_status.get(200) and by_status.get(429), by_status
+    time.sleep(1.0)  # let the lane reach (and skip) any abandoned documents
+    after = counters(slow_batching)
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta["rejected_execution_count"] == 2 * by_status.get(429, 0)
+    # a request that timed out counts as timeouts the documents still without a result (one may have
+    # finished in an earlier batch); so every document is counted exactly once
+    assert 2 * by_status[200] <= delta["inference_count"] <= 2 * (by_status[200] + by_status.get(408, 0))
+    assert delta["inference_count"] + delta["rejected_execution_count"] + delta["timeout_count"] == 2 * len(bodies)
+    node = slow_batching.stats()["node"]
+    assert node["number_of_pending_requests"] == 0 and node["average_batch_size"] > 1.0
+
+
 def test_live_allocation_change_under_load(fast) -> None:
     before = counters(fast)
     plan = [3, 1, 4, 2, 1, 2]
@@ -127,8 +161,11 @@ def test_live_allocation_change_under_load(fast) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_queued_requests_and_exits_zero(slow_dir) -> None:
-    worker = spawn_worker(slow_dir, "--queue-capacity", "4", "--cache-size", "0")
+@pytest.mark.parametrize("batching", [("--max-batch-size", "1"), ("--max-batch-size", "4", "--max-batch-delay", "300ms")],
+                         ids=["unbatched", "batched"])
+def test_sigterm_finishes_queued_requests_and_exits_zero(slow_dir, batching) -> None:
+    """With batching, SIGTERM lands while the lane is gathering its batch: nothing queued is lost."""
+    worker = spawn_worker(slow_dir, "--queue-capacity", "4", "--cache-size", "0", *batching)
     try:
         worker.wait_ready()
 

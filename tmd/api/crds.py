@@ -116,6 +116,9 @@ def deployment_crd() -> dict[str, Any]:
                  "(!has(self.deployment_id) || self.deployment_id == oldSelf.deployment_id)",
          "message": "[deployment_id] is immutable"},
     ]
+    spec["properties"]["tmd_batching"]["x-kubernetes-validations"] = [
+        {"rule": "!has(self.max_batch_delay) || duration(self.max_batch_delay) <= duration('1s')",
+         "message": "[tmd_batching.max_batch_delay] must be between 0ms and 1000ms"}]
     columns = [
         {"name": "Model", "type": "string", "jsonPath": ".spec.model_id"},
         {"name": "Deployment", "type": "string", "jsonPath": ".spec.deployment_id"},

@@ -10,13 +10,14 @@ because their order and texts are part of the API.
 from __future__ import annotations
 
 import json
+import re
 
 from enum import Enum
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tmd.api.errors import IllegalArgument, ParseError, ValidationFailed
+from tmd.api.errors import ElasticsearchError, IllegalArgument, ParseError, ValidationFailed
 from tmd.api.units import ByteSize, TimeValue, parse_byte_size, parse_time_value
 
 MAX_THREADS_PER_ALLOCATION = 32
@@ -24,6 +25,13 @@ MAX_QUEUE_CAPACITY = 1_000_000
 DEFAULT_QUEUE_CAPACITY = 1024
 DEFAULT_START_TIMEOUT = "30s"
 MAX_DEPLOYMENTS = 100
+# Dynamic batching, a tmd extension (docs/api.md): documents per forward pass and how long a lane
+# waits for more. The defaults come from benchmarks/worker_throughput.py (docs/benchmarks.md).
+DEFAULT_MAX_BATCH_SIZE = 16
+MAX_BATCH_SIZE = 1024
+DEFAULT_MAX_BATCH_DELAY = "0ms"
+MAX_BATCH_DELAY_S = 1.0
+BATCH_DELAY_PATTERN = r"^[0-9]+(ms|s)$"  # what both the shim and Kubernetes' CEL duration() read
 
 
 class Priority(str, Enum):
@@ -59,6 +67,41 @@ class AdaptiveAllocations(BaseModel):
         return out
 
 
+class TmdBatching(BaseModel):
+    """tmd's dynamic batching knobs (not Elasticsearch): `max_batch_size` documents per forward
+    pass at most (1: off), and `max_batch_delay` the longest a lane waits for more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE,
+                                description="tmd extension: most documents in one forward pass; 1 turns batching off.")
+    max_batch_delay: str = Field(DEFAULT_MAX_BATCH_DELAY, pattern=BATCH_DELAY_PATTERN,
+                                 description="tmd extension: longest a lane waits for more documents once it holds one "
+                                             "(time value, at most 1s; 0ms: take what is queued).")
+
+    def to_es(self) -> dict[str, Any]:
+        return {"max_batch_size": self.max_batch_size, "max_batch_delay": self.max_batch_delay}
+
+
+def tmd_batching_errors(batching: TmdBatching) -> list[str]:
+    """The batching knobs' range checks, worded as Elasticsearch words its own."""
+    errors: list[str] = []
+    if batching.max_batch_size < 1 or batching.max_batch_size > MAX_BATCH_SIZE:
+        errors.append(f"[tmd_batching.max_batch_size] must be between 1 and {MAX_BATCH_SIZE}")
+    if not re.fullmatch(BATCH_DELAY_PATTERN, str(batching.max_batch_delay)):
+        errors.append(f"[tmd_batching.max_batch_delay] must be whole milliseconds or seconds (e.g. 2ms), "
+                      f"got [{batching.max_batch_delay}]")
+        return errors
+    try:
+        delay = parse_time_value(batching.max_batch_delay, "tmd_batching.max_batch_delay")
+    except ElasticsearchError as err:
+        errors.append(err.reason)
+    else:
+        if delay.seconds is None or not 0 <= delay.seconds <= MAX_BATCH_DELAY_S:
+            errors.append(f"[tmd_batching.max_batch_delay] must be between 0ms and {int(MAX_BATCH_DELAY_S * 1000)}ms")
+    return errors
+
+
 class DeploymentSpec(BaseModel):
     """What a TrainedModelDeployment resource asks for; field names are Elasticsearch's."""
 
@@ -75,6 +118,8 @@ class DeploymentSpec(BaseModel):
                                                      "Defaults to the model size.")
     priority: Priority = Field(Priority.normal, description="normal, or low (1 allocation x 1 thread, yields to normal).")
     adaptive_allocations: AdaptiveAllocations | None = None
+    tmd_batching: TmdBatching | None = Field(None, description="tmd extension: dynamic batching in the workers "
+                                                                 "(absent: the defaults).")
 
     @model_validator(mode="after")
     def _default_deployment_id(self) -> "DeploymentSpec":
@@ -130,6 +175,8 @@ def validation_errors(spec: DeploymentSpec, timeout: TimeValue | None = None) ->
             errors.append("[threads_per_allocation] must be 1 when [priority] is low")
     if adaptive is not None:
         errors += adaptive_allocations_errors(adaptive)
+    if spec.tmd_batching is not None:
+        errors += tmd_batching_errors(spec.tmd_batching)
     return errors
 
 
@@ -151,7 +198,7 @@ _ALIASES = {"model_threads": "number_of_allocations", "inference_threads": "thre
 _INT_PARAMS = ("number_of_allocations", "threads_per_allocation", "queue_capacity")
 START_PARAMS = frozenset({"model_id", "deployment_id", "number_of_allocations", "threads_per_allocation",
                           "queue_capacity", "cache_size", "priority", "timeout", "wait_for", "adaptive_allocations",
-                          *_ALIASES})
+                          "tmd_batching", *_ALIASES})
 _ACTION = "start_trained_model_deployment"
 
 
@@ -186,7 +233,7 @@ def parse_start_request(path_model_id: str, body: Mapping[str, Any] | None,
             raise ParseError(f"[{_ACTION}] unknown field [{key}]", type="x_content_parse_exception")
         if key in _INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
             raise ParseError(f"[{_ACTION}] failed to parse field [{key}]", type="x_content_parse_exception")
-        if key not in _INT_PARAMS and key != "adaptive_allocations":
+        if key not in _INT_PARAMS and key not in ("adaptive_allocations", "tmd_batching"):
             if isinstance(value, (dict, list)):  # ObjectParser's string fields take scalars only
                 raise ParseError(f"[{_ACTION}] failed to parse field [{key}]", type="x_content_parse_exception")
             if value is None:
@@ -202,7 +249,7 @@ def parse_start_request(path_model_id: str, body: Mapping[str, Any] | None,
         key = _ALIASES.get(key, key)
         if key in _INT_PARAMS:
             values[key] = _query_int(key, value)
-        elif key in START_PARAMS - {"model_id", "adaptive_allocations"}:
+        elif key in START_PARAMS - {"model_id", "adaptive_allocations", "tmd_batching"}:
             values[key] = value
 
     timeout = parse_time_value(values.pop("timeout", DEFAULT_START_TIMEOUT), "timeout")
@@ -223,6 +270,8 @@ def parse_start_request(path_model_id: str, body: Mapping[str, Any] | None,
         if "number_of_allocations" not in values:
             lo = values["adaptive_allocations"].min_number_of_allocations
             values["number_of_allocations"] = lo if lo and lo > 0 else 1
+    if values.get("tmd_batching") is not None:
+        values["tmd_batching"] = parse_tmd_batching(values["tmd_batching"], _ACTION)
     values.setdefault("deployment_id", path_model_id)
     # model_construct: the range checks are Elasticsearch's own, reported together below.
     spec = DeploymentSpec.model_construct(model_id=path_model_id, **_with_defaults(values))
@@ -236,3 +285,18 @@ def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     defaults = {name: field.default for name, field in DeploymentSpec.model_fields.items()
                 if name != "model_id" and not field.is_required()}
     return {**defaults, **values}
+
+
+def parse_tmd_batching(value: Any, action: str) -> TmdBatching:
+    """The `tmd_batching` object of a start or update body; a bad shape is a parse error, as
+    Elasticsearch reports its own objects (ranges are checked with the other validations)."""
+    if not isinstance(value, dict):
+        raise ParseError(f"[{action}] failed to parse field [tmd_batching]", type="x_content_parse_exception")
+    for key in value:
+        if key not in TmdBatching.model_fields:
+            raise ParseError(f"[tmd_batching] unknown field [{key}]", type="x_content_parse_exception")
+    size = value.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+    delay = value.get("max_batch_delay", DEFAULT_MAX_BATCH_DELAY)
+    if isinstance(size, bool) or not isinstance(size, int) or not isinstance(delay, str):
+        raise ParseError(f"[{action}] failed to parse field [tmd_batching]", type="x_content_parse_exception")
+    return TmdBatching.model_construct(max_batch_size=size, max_batch_delay=delay)

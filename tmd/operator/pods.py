@@ -61,6 +61,9 @@ def worker_pod(deployment: Mapping[str, Any], spec: DeploymentSpec, model: Mappi
     ]
     if spec.cache_size is not None:
         env.append({"name": "TMD_CACHE_SIZE", "value": spec.cache_size})
+    if spec.tmd_batching is not None:  # tmd extension; absent, the worker's defaults apply
+        env.append({"name": "TMD_MAX_BATCH_SIZE", "value": str(spec.tmd_batching.max_batch_size)})
+        env.append({"name": "TMD_MAX_BATCH_DELAY", "value": spec.tmd_batching.max_batch_delay})
     for key, location in (("DEFINITION", model_spec.get("definition")), ("VOCABULARY", model_spec.get("vocabulary"))):
         if location:
             env.append({"name": f"TMD_{key}_URI", "value": location["uri"]})

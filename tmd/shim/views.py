@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
+from tmd.api.deployment import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE
 from tmd.api.errors import IllegalArgument
 from tmd.api.memory import byte_size_string, required_native_memory_bytes
 from tmd.api.trained_model import parse_trained_model_config
@@ -142,6 +143,13 @@ def node_entry(node: str, route: Object, worker: Object | None, pod_ip: str | No
             "throughput_last_minute": 0}
 
 
+def tmd_batching(spec: Object) -> dict[str, Any]:
+    """The dynamic batching knobs in effect (a tmd extension): the spec's, or the workers' defaults."""
+    given = spec.get("tmd_batching") or {}
+    return {"max_batch_size": given.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE),
+            "max_batch_delay": given.get("max_batch_delay", DEFAULT_MAX_BATCH_DELAY)}
+
+
 def deployment_stats(deployment: Object, model: Object | None, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     spec = deployment["spec"]
     status = deployment.get("status") or {}
@@ -161,6 +169,7 @@ def deployment_stats(deployment: Object, model: Object | None, nodes: list[dict[
         out["allocation_status"] = status["allocation_status"]
     out["cache_size"] = params["cache_size"]
     out["priority"] = params["priority"]
+    out["tmd_batching"] = tmd_batching(spec)
     start = epoch_ms(status.get("start_time") or deployment["metadata"].get("creationTimestamp"))
     if start is not None:
         out["start_time"] = start

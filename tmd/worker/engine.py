@@ -1,8 +1,11 @@
 """The inference engine: one model, a bounded queue of documents, allocation lanes, a cache.
 
 The HTTP layer builds an `InferenceRequest` (its documents plus a callback that wakes the
-waiting coroutine) and `submit`s it; lanes prepare (tokenize), look up the cache, run the
-model and postprocess each document, entirely off the event loop. The callback fires once
+waiting coroutine), prepares (tokenizes) it and `submit`s it; lanes take up to
+`max_batch_size` queued documents at once (from one request or many), answer cache hits at
+once, run the rest as one or a few forward passes (tmd.worker.batching) and postprocess each
+document, entirely off the event loop. Every document keeps its own semantics: its request's
+timeout, its result slot, its count in the stats. The callback fires once
 per request, when every document has a result or the first one failed (es-api.md §5.1: the
 first error fails the whole request). A request that timed out or failed is marked finished;
 its documents still queued are skipped when a lane reaches them (es-api.md §5.3).
@@ -19,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from tmd.api.errors import ElasticsearchError, StatusException
+from tmd.worker.batching import NO_BATCHING, BatchPlan, plan_groups, rows_of, split_output, width_of
 from tmd.worker.cache import InferenceCache
 from tmd.worker.lanes import AllocationLanes
 from tmd.worker.queue import InferenceQueue
@@ -101,13 +105,18 @@ def _process_error(err: Exception) -> ElasticsearchError:
 
 class InferenceEngine:
     def __init__(self, model: Any, pipeline: Pipeline, *, allocations: int, threads: int,
-                 queue_capacity: int, cache_bytes: int, stats: WorkerStats | None = None) -> None:
+                 queue_capacity: int, cache_bytes: int, stats: WorkerStats | None = None,
+                 max_batch_size: int = 1, max_batch_delay: float = 0.0, plan: BatchPlan = NO_BATCHING) -> None:
+        """`plan` comes from tmd.worker.batching.probe; with NO_BATCHING every document runs alone
+        (cache hits are still answered first), whatever `max_batch_size` says."""
         self.model = model
         self.pipeline = pipeline
+        self.plan = plan
         self.cache = InferenceCache(cache_bytes)
         self.stats = stats or WorkerStats()
         self.queue: InferenceQueue[tuple[InferenceRequest, int]] = InferenceQueue(queue_capacity)
-        self.lanes: AllocationLanes[tuple[InferenceRequest, int]] = AllocationLanes(self.queue, self._work, threads=threads)
+        self.lanes: AllocationLanes[tuple[InferenceRequest, int]] = AllocationLanes(
+            self.queue, self._work, threads=threads, max_batch_size=max_batch_size, max_batch_delay=max_batch_delay)
         self.lanes.set_allocations(allocations)
 
     # --- intake (event loop) -------------------------------------------------------------
@@ -139,39 +148,92 @@ class InferenceEngine:
         return missing > 0
 
     # --- lanes ---------------------------------------------------------------------------
-    def _work(self, item: tuple[InferenceRequest, int]) -> None:
-        request, index = item
-        if request.finished:  # timed out or failed while queued
-            return
-        try:
+    def _work(self, items: list[tuple[InferenceRequest, int]]) -> None:
+        """One lane's batch: cache hits answered at once, the rest in as few forward passes as the plan allows.
+
+        A document whose request already finished (timed out or failed while queued) is never run.
+        """
+        misses: list[tuple[InferenceRequest, int, Any]] = []
+        cache = self.cache
+        for request, index in items:
+            if request.finished:
+                continue
             prepared = request.prepared[index]
-            output, time_ms, hit = self._infer(prepared)
+            if cache.enabled:
+                start = time.perf_counter()
+                cached = cache.get(prepared.cache_key)
+                if cached is not None:
+                    self._finish(request, index, prepared, cached, (time.perf_counter() - start) * 1000.0, True)
+                    continue
+            misses.append((request, index, prepared))
+        if not misses:
+            return
+        if len(misses) == 1 or not self.plan.enabled:
+            for item in misses:
+                self._run_one(*item)
+            return
+        widths = [width_of(p) for _, _, p in misses]
+        rows = [rows_of(p) for _, _, p in misses]
+        for group in plan_groups(widths, rows, self.plan.mode, self.lanes.max_batch_size):
+            if len(group) == 1:
+                self._run_one(*misses[group[0]])
+            else:
+                self._run_batch([misses[i] for i in group], [widths[i] for i in group], [rows[i] for i in group])
+
+    def _run_one(self, request: InferenceRequest, index: int, prepared: Any) -> None:
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                output = self.model(*prepared.inputs)
+        except Exception as err:  # the model failed on valid input: a process error
+            log.warning("inference failed: %s", err)
+            self.stats.record_error()
+            request.fail(_process_error(err))
+            return
+        time_ms = (time.perf_counter() - start) * 1000.0
+        tokens = prepared.inputs[0].numel()
+        self.stats.record_batch(1, tokens, tokens)
+        if self.cache.enabled:
+            self.cache.put(prepared.cache_key, output)
+        self._finish(request, index, prepared, output, time_ms, False)
+
+    def _run_batch(self, group: list[tuple[InferenceRequest, int, Any]], widths: list[int], rows: list[int]) -> None:
+        """One forward pass for `group`; if the model refuses the batch, each document runs alone."""
+        width = max(widths)
+        start = time.perf_counter()
+        try:
+            inputs = self.pipeline.collate([p for _, _, p in group], width)  # type: ignore[attr-defined]
+            with torch.inference_mode():
+                output = self.model(*inputs)
+            parts = split_output(output, rows, widths, width, self.plan.trim)
+        except Exception as err:
+            log.warning("a batch of %d documents failed (%s); running them one at a time", len(group), err)
+            for item in group:
+                self._run_one(*item)
+            return
+        per_doc_ms = (time.perf_counter() - start) * 1000.0 / len(group)
+        self.stats.record_batch(len(group), sum(w * r for w, r in zip(widths, rows)), width * sum(rows))
+        for (request, index, prepared), part in zip(group, parts):
+            if self.cache.enabled:
+                part = part.clone()  # a cached part must not keep the whole batch's output alive
+                self.cache.put(prepared.cache_key, part)
+            self._finish(request, index, prepared, part, per_doc_ms, False)
+
+    def _finish(self, request: InferenceRequest, index: int, prepared: Any, output: Any, time_ms: float,
+                hit: bool) -> None:
+        """Postprocess one document's output and hand its result to its request."""
+        try:
             result = self.pipeline.postprocess(prepared, output)
         except ElasticsearchError as err:
             request.fail(err)
             return
-        except Exception as err:  # the model or a task failed on valid input: a process error
+        except Exception as err:  # a task failed on the model's output: a process error
             log.warning("inference failed: %s", err)
             self.stats.record_error()
             request.fail(_process_error(err))
             return
         if request.complete(index, result):
             self.stats.record_inference(time_ms, hit)
-
-    def _infer(self, prepared: Prepared) -> tuple[Any, float, bool]:
-        """The model output for `prepared`, its time in ms, and whether it came from the cache."""
-        start = time.perf_counter()
-        if self.cache.enabled:
-            cached = self.cache.get(prepared.cache_key)
-            if cached is not None:
-                return cached, (time.perf_counter() - start) * 1000.0, True
-            start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.model(*prepared.inputs)
-        time_ms = (time.perf_counter() - start) * 1000.0
-        if self.cache.enabled:
-            self.cache.put(prepared.cache_key, output)
-        return output, time_ms, False
 
     # --- control -------------------------------------------------------------------------
     def set_allocations(self, n: int) -> None:

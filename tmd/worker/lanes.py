@@ -6,8 +6,9 @@ calls `torch.set_num_threads(threads)` on its own thread: with torch's OpenMP ba
 sets the calling thread's OpenMP team size (`omp_set_num_threads` is per thread; checked:
 a thread's setting leaves the main thread's unchanged) and the default for threads started
 later, so every lane runs its intra-op work on `threads` threads. The number of lanes changes live: new
-lanes start at once; surplus lanes leave after the item they are computing, so no request
-is dropped.
+lanes start at once; surplus lanes leave after the batch they are computing, so no request
+is dropped. A lane takes up to `max_batch_size` documents at a time (dynamic batching,
+tmd.worker.batching), waiting at most `max_batch_delay` seconds for more; both change live.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ T = TypeVar("T")
 
 
 class AllocationLanes(Generic[T]):
-    def __init__(self, queue: InferenceQueue[T], work: Callable[[T], None], *, threads: int) -> None:
+    def __init__(self, queue: InferenceQueue[T], work: Callable[[list[T]], None], *, threads: int,
+                 max_batch_size: int = 1, max_batch_delay: float = 0.0) -> None:
         self._queue = queue
         self._work = work
         self.threads_per_allocation = threads
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay = max_batch_delay
         self._target = 0
         self._lanes: set[threading.Thread] = set()
         self._lock = threading.Lock()
@@ -63,13 +67,13 @@ class AllocationLanes(Generic[T]):
     def _run(self) -> None:
         torch.set_num_threads(self.threads_per_allocation)
         try:
-            while (item := self._queue.take()) is not None:
+            while (batch := self._queue.take_batch(self.max_batch_size, self.max_batch_delay)) is not None:
                 try:
-                    self._work(item)
+                    self._work(batch)
                 except BaseException:  # the work function answers its own errors; never lose a lane
-                    log.exception("inference lane failed on an item")
+                    log.exception("inference lane failed on a batch")
                 finally:
-                    self._queue.done()
+                    self._queue.done(len(batch))
         finally:
             with self._lock:
                 self._lanes.discard(threading.current_thread())
@@ -80,7 +84,7 @@ class AllocationLanes(Generic[T]):
             return len(self._lanes)
 
     def wait_for_surplus_to_leave(self, timeout: float) -> bool:
-        """Block until no more lanes run than the target (each leaves after its current item)."""
+        """Block until no more lanes run than the target (each leaves after its current batch)."""
         with self._exited:
             return self._exited.wait_for(lambda: len(self._lanes) <= self._target, timeout)
 

@@ -74,6 +74,7 @@ def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     import torch
 
     from tmd.api.units import ByteSize
+    from tmd.worker.batching import NO_BATCHING, probe
     from tmd.worker.engine import InferenceEngine
     from tmd.worker.model import ModelLoadError, load_model_dir, warm_up
 
@@ -81,14 +82,19 @@ def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     try:
         loaded = load_model_dir(s.model_dir)
         torch.set_num_threads(s.threads)
-        warm_up(loaded)
+        sample = warm_up(loaded)
     except ModelLoadError as err:
         state.failure = str(err)
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
         return
     cache = s.cache_size if s.cache_size is not None else ByteSize.of_bytes(loaded.model_bytes)
+    plan = NO_BATCHING
+    if s.max_batch_size > 1:
+        plan = probe(loaded.model, getattr(loaded.pipeline, "collate", None), sample)
+        log.info("batching mode=%s trim=%s: %s", plan.mode, plan.trim, plan.reason)
     engine = InferenceEngine(loaded.model, loaded.pipeline, allocations=s.allocations, threads=s.threads,
-                             queue_capacity=s.queue_capacity, cache_bytes=cache.bytes)
+                             queue_capacity=s.queue_capacity, cache_bytes=cache.bytes,
+                             max_batch_size=s.max_batch_size, max_batch_delay=s.max_batch_delay_s, plan=plan)
     state.model_id = loaded.model_id
     if not s.deployment_id:
         state.deployment_id = loaded.model_id
@@ -96,9 +102,9 @@ def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     if state.stopping:  # SIGTERM while loading
         engine.close_intake()
     state.engine = engine
-    log.info("ready model_id=%s deployment_id=%s task=%s allocations=%d threads=%d queue_capacity=%d cache_size=%s",
-             state.model_id, state.deployment_id, loaded.pipeline.task, s.allocations, s.threads,
-             s.queue_capacity, cache.text)
+    log.info("ready model_id=%s deployment_id=%s task=%s allocations=%d threads=%d queue_capacity=%d cache_size=%s "
+             "max_batch_size=%d max_batch_delay=%s", state.model_id, state.deployment_id, loaded.pipeline.task,
+             s.allocations, s.threads, s.queue_capacity, cache.text, s.max_batch_size, s.max_batch_delay)
 
 
 async def _serve(state: Any, server: Any) -> None:

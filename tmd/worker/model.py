@@ -100,13 +100,16 @@ def warm_up_overrides(task: str) -> dict | None:
     return None
 
 
-def warm_up(loaded: LoadedModel, runs: int = 2) -> None:
-    """Run prepare + forward `runs` times (TorchScript's profiling executor optimises on run 2)."""
+def warm_up(loaded: LoadedModel, runs: int = 2) -> Any:
+    """Run prepare + forward `runs` times (TorchScript's profiling executor optimises on run 2).
+
+    Returns the prepared warm-up document, for the batching probe (tmd.worker.batching)."""
     try:
         prepared = loaded.pipeline.prepare(warm_up_doc(loaded.config, loaded.pipeline), warm_up_overrides(loaded.pipeline.task))
         with torch.inference_mode():
             for _ in range(runs):
                 loaded.model(*prepared.inputs)
+        return prepared
     except ElasticsearchError as err:
         raise ModelLoadError(f"warm-up inference failed: {err.reason}") from None
     except Exception as err:

@@ -3,13 +3,16 @@
 One entry per document, as Elasticsearch queues each document of a request separately
 (es-api.md §5.2). A request's documents are admitted together or not at all: a request that
 would overflow the queue is rejected at once (429) instead of leaving some of its documents
-to be computed for nobody. The queue also carries the lanes' control: a lane asking for work
+to be computed for nobody. A lane may take several documents at once (dynamic batching);
+all but the first of them keep counting against `queue_capacity` until computed, so the
+worker holds at most `queue_capacity` + one document per busy lane, batching or not. The queue also carries the lanes' control: a lane asking for work
 may instead be told to retire (fewer allocations) or that the worker has drained (shutdown).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -28,6 +31,7 @@ class InferenceQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._executing = 0
+        self._batches = 0  # batches being computed: each holds `_executing` documents between them
         self._retire = 0  # lanes asked to stop after their current item
         self._accepting = True
         self._draining = False  # stop lanes once the queue is empty
@@ -37,7 +41,9 @@ class InferenceQueue(Generic[T]):
         if not self._accepting:
             raise RejectedExecution(SHUT_DOWN)
         with self._cond:
-            if len(self._items) + len(items) > self.capacity:
+            # A batch's documents beyond its first still hold their queue slots until computed, so
+            # batching never lets more documents in than queue_capacity plus one per busy lane.
+            if len(self._items) + self._executing - self._batches + len(items) > self.capacity:
                 raise RejectedExecution(QUEUE_FULL)
             self._items.extend(items)
             if len(items) == 1:
@@ -47,22 +53,50 @@ class InferenceQueue(Generic[T]):
 
     def take(self) -> T | None:
         """The next item for a lane, or None when the lane must exit (retired or drained)."""
+        batch = self.take_batch(1)
+        return batch[0] if batch else None
+
+    def take_batch(self, limit: int, delay: float = 0.0) -> list[T] | None:
+        """Up to `limit` items for a lane, or None when the lane must exit (retired or drained).
+
+        Blocks for the first item; then takes what is queued, and waits up to `delay` seconds
+        for more while fewer than `limit` are held (never while draining, so shutdown is prompt).
+        """
+        items = self._items
         with self._cond:
             while True:
                 if self._retire > 0:
                     self._retire -= 1
                     return None
-                if self._items:
-                    self._executing += 1
-                    return self._items.popleft()
+                if items:
+                    break
                 if self._draining:
                     return None
                 self._cond.wait()
+            batch = [items.popleft()]
+            deadline = None
+            while len(batch) < limit:
+                if items:
+                    for _ in range(min(limit - len(batch), len(items))):
+                        batch.append(items.popleft())
+                    continue
+                if delay <= 0 or self._draining:
+                    break
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + delay
+                if now >= deadline:
+                    break
+                self._cond.wait(deadline - now)
+            self._executing += len(batch)
+            self._batches += 1
+            return batch
 
-    def done(self) -> None:
-        """A lane finished the item it took."""
+    def done(self, n: int = 1) -> None:
+        """A lane finished the batch of `n` items it took."""
         with self._cond:
-            self._executing -= 1
+            self._executing -= n
+            self._batches -= 1
 
     def retire(self, lanes: int) -> None:
         with self._cond:

@@ -11,8 +11,9 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tmd.api.deployment import DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_SIZE, MAX_BATCH_DELAY_S, MAX_BATCH_SIZE
 from tmd.api.errors import ElasticsearchError
-from tmd.api.units import ByteSize, parse_byte_size
+from tmd.api.units import ByteSize, parse_byte_size, parse_time_value
 
 DEFAULT_QUEUE_CAPACITY = 1024  # es-api.md §11
 MAX_QUEUE_CAPACITY = 1_000_000
@@ -28,6 +29,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "cache_size": ("TMD_CACHE_SIZE",),
     "low_priority": ("TMD_LOW_PRIORITY",),
     "deployment_id": ("TMD_DEPLOYMENT_ID",),
+    "max_batch_size": ("TMD_MAX_BATCH_SIZE",),
+    "max_batch_delay": ("TMD_MAX_BATCH_DELAY",),
 }
 
 
@@ -46,6 +49,12 @@ class WorkerSettings:
     cache_size: ByteSize | None = None  # None: the model file's size (known after loading)
     low_priority: bool = False
     deployment_id: str | None = None  # None: the model id
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_delay: str = DEFAULT_MAX_BATCH_DELAY  # an Elasticsearch time value, e.g. 2ms
+
+    @property
+    def max_batch_delay_s(self) -> float:
+        return parse_time_value(self.max_batch_delay, "max_batch_delay").seconds or 0.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--low-priority", action="store_const", const="true", default=None,
                         help=f"run at lower CPU priority (env {env('low_priority')})")
     parser.add_argument("--deployment-id", help=f"deployment id reported in stats (env {env('deployment_id')}; default: model id)")
+    parser.add_argument("--max-batch-size", help=f"most documents in one forward pass; 1 turns dynamic batching off "
+                        f"(env {env('max_batch_size')}; default {DEFAULT_MAX_BATCH_SIZE})")
+    parser.add_argument("--max-batch-delay", help=f"longest a lane waits for more documents once it holds one, e.g. 2ms "
+                        f"(env {env('max_batch_delay')}; default {DEFAULT_MAX_BATCH_DELAY}: take what is queued)")
 
 
 def _raw(args: argparse.Namespace, env: Mapping[str, str], dest: str) -> str | None:
@@ -108,6 +121,13 @@ def resolve_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Worker
             cache_size = parse_byte_size(cache_text, "cache_size")
         except ElasticsearchError as err:
             raise SettingsError(err.reason) from None
+    delay_text = _raw(args, env, "max_batch_delay") or DEFAULT_MAX_BATCH_DELAY
+    try:
+        delay = parse_time_value(delay_text, "max_batch_delay")
+    except ElasticsearchError as err:
+        raise SettingsError(err.reason) from None
+    if delay.seconds is None or not 0 <= delay.seconds <= MAX_BATCH_DELAY_S:
+        raise SettingsError(f"[max_batch_delay] must be between 0ms and {int(MAX_BATCH_DELAY_S * 1000)}ms, got [{delay_text}]")
     return WorkerSettings(
         model_dir=model_dir,
         host=_raw(args, env, "host") or "127.0.0.1",
@@ -118,4 +138,6 @@ def resolve_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Worker
         cache_size=cache_size,
         low_priority=_bool(_raw(args, env, "low_priority"), "low_priority"),
         deployment_id=_raw(args, env, "deployment_id"),
+        max_batch_size=_int(_raw(args, env, "max_batch_size"), "max_batch_size", DEFAULT_MAX_BATCH_SIZE, 1, MAX_BATCH_SIZE),
+        max_batch_delay=delay.text,
     )

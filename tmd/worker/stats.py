@@ -35,6 +35,12 @@ class StatsSnapshot:
     error_count: int = 0
     rejected_execution_count: int = 0
     timeout_count: int = 0
+    # dynamic batching (tmd extension): forward passes, the documents they computed, and the
+    # real and padded token positions they held (1 - real/padded is the padding waste)
+    forward_passes: int = 0
+    batched_documents: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
     last_access_ms: int | None = None
     peak_throughput_per_minute: int = 0
     current: Bucket = field(default_factory=Bucket)
@@ -77,6 +83,15 @@ class WorkerStats:
             s.peak_throughput_per_minute = max(s.peak_throughput_per_minute, s.current.count)
             s.last_access_ms = int(self._wall() * 1000)
 
+    def record_batch(self, documents: int, real_tokens: int, padded_tokens: int) -> None:
+        """One forward pass over `documents` documents (cache hits make none)."""
+        with self._lock:
+            s = self._s
+            s.forward_passes += 1
+            s.batched_documents += documents
+            s.real_tokens += real_tokens
+            s.padded_tokens += padded_tokens
+
     def record_error(self, n: int = 1) -> None:
         with self._lock:
             self._s.error_count += n
@@ -107,6 +122,8 @@ def node_stats(s: StatsSnapshot, *, pending: int, allocations: int, threads: int
             (s.total_time_ms - s.cache_hit_time_ms) / computed if computed > 0 else 0.0
         )
     out["inference_cache_hit_count"] = s.cache_hit_count
+    if s.forward_passes > 0:  # tmd extension: documents per forward pass, cache hits excluded
+        out["average_batch_size"] = s.batched_documents / s.forward_passes
     if s.last_access_ms is not None:
         out["last_access"] = s.last_access_ms
     out["number_of_pending_requests"] = pending

@@ -23,7 +23,7 @@ import torch
 
 from tmd.api.errors import ElasticsearchError, IllegalArgument
 from tmd.api.trained_model import NlpConfig, TrainedModelConfig, apply_inference_update, parse_trained_model_config
-from tmd.worker.nlp.inputs import build_inputs, extract_text
+from tmd.worker.nlp.inputs import build_inputs, collate, extract_text
 from tmd.worker.nlp.tasks import TASKS, TaskProcessor, to_rows
 from tmd.worker.nlp.tokenization import Encoding, NlpTokenizer
 
@@ -83,6 +83,10 @@ class Pipeline:
         if self.processor.result_uses_text:
             digest.update(b"|text|" + text.encode())
         return Prepared(inputs, digest.digest(), effective, text, encodings)
+
+    def collate(self, prepared: list[Prepared], width: int) -> tuple[torch.Tensor, ...]:
+        """The inputs of several prepared documents as one batch, padded to `width` (tmd.worker.batching)."""
+        return collate([p.inputs for p in prepared], width, self.tokenizer.pad_id)
 
     def postprocess(self, prepared: Prepared, output: Any) -> dict[str, Any]:
         if isinstance(output, (tuple, list)):

@@ -82,3 +82,26 @@ def build_inputs(encodings: list[Encoding], tokenizer: NlpTokenizer) -> tuple[to
     if tokenizer.num_extra_args >= 3:
         args.append(torch.arange(width, dtype=torch.int64).unsqueeze(0).expand(len(encodings), width).contiguous())
     return tuple(args)
+
+
+def collate(inputs: list[tuple[torch.Tensor, ...]], width: int, pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Several documents' inputs stacked into one batch of `width` positions (dynamic batching).
+
+    Each document's own rows are copied unchanged; the positions added beyond them hold the pad
+    token, attention 0 (a padded position must not be attended to, whatever the model's pad id),
+    token type 0 and, for positions, the continued 0..width-1 range.
+    """
+    rows = sum(int(x[0].size(0)) for x in inputs)
+    out: list[torch.Tensor] = []
+    for arg in range(len(inputs[0])):
+        if arg == 3:
+            out.append(torch.arange(width, dtype=torch.int64).unsqueeze(0).expand(rows, width).contiguous())
+            continue
+        batch = torch.full((rows, width), pad_id if arg == 0 else 0, dtype=torch.int64)
+        row = 0
+        for x in inputs:
+            part = x[arg]
+            batch[row:row + part.size(0), :part.size(1)] = part
+            row += part.size(0)
+        out.append(batch)
+    return tuple(out)
