@@ -11,7 +11,7 @@ ELAND_VENV ?= .venv-eland
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -c constraints.txt -e '.[worker,test]'
 	touch $@
 
 $(ELAND_VENV)/.installed: $(VENV)/.installed
