@@ -6,7 +6,7 @@ PYTHON ?= python3
 # own environment that sees .venv's packages (torch, elasticsearch) behind its own.
 ELAND_VENV ?= .venv-eland
 
-.PHONY: venv eland-venv up test test-quick bench clean peers-venvs
+.PHONY: venv eland-venv up test test-quick bench clean peers-venvs images
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ $(PEERS)/%/.installed: constraints.txt
 
 peers-venvs: $(addprefix $(PEERS)/,$(addsuffix /.installed,kserve torchserve ray plot))  ## KServe, TorchServe, Ray Serve (+ matplotlib)
 
+# The two images (operator/Dockerfile, worker/Dockerfile) as OCI archives under dist/images/, built
+# without a Docker daemon or a registry (needs root, mmdebstrap, buildah: see images/build.sh).
+IMAGE_INPUTS := images/build.sh operator/Dockerfile worker/Dockerfile .dockerignore pyproject.toml constraints.txt \
+                README.md $(shell find tmd -name '*.py' -not -path '*/__pycache__/*')
+dist/images/.built: $(VENV)/.installed $(IMAGE_INPUTS)
+	PYTHON=$(PY) bash images/build.sh
+	touch $@
+
+images: dist/images/.built  ## the control-plane and worker images
+
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
 	$(PY) -m tmd up
 
@@ -53,4 +63,4 @@ bench: venv
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(ELAND_VENV) .pytest_cache
+	rm -rf $(VENV) $(ELAND_VENV) .pytest_cache dist/images
