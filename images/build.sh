@@ -8,7 +8,7 @@
 #   2. a wheelhouse of tmd's dependencies is filled by this machine's pip (PyPI, and the torch CPU
 #      wheel the pin in constraints.txt selects), and handed to the Dockerfiles' pip through their
 #      PIP_OPTIONS build argument and a read-only volume;
-#   3. buildah builds each Dockerfile unchanged (chroot isolation, vfs storage) and writes the
+#   3. buildah builds each Dockerfile unchanged (chroot isolation, overlay storage) and writes the
 #      image as an OCI archive: $OUT/tmd-operator.oci.tar and $OUT/tmd-worker.oci.tar.
 # The base image and the wheelhouse are cached under $CACHE: a rebuild only redoes the layers whose
 # inputs changed. Needs root and Debian's mmdebstrap and buildah (.ci/run installs them).
@@ -25,7 +25,10 @@ SUITE=bookworm
 
 mkdir -p "$CACHE" "$OUT"
 CACHE=$(realpath "$CACHE")
-buildah() { command buildah --root "$CACHE/storage" --runroot "$CACHE/run" --storage-driver vfs "$@"; }
+# overlay: layers share what they do not change (vfs, the fallback where overlay mounts fail,
+# copies every layer whole: gigabytes per build of the worker image).
+DRIVER=${TMD_IMAGES_STORAGE_DRIVER:-overlay}
+buildah() { command buildah --root "$CACHE/storage-$DRIVER" --runroot "$CACHE/run-$DRIVER" --storage-driver "$DRIVER" "$@"; }
 say() { echo "images: $*" >&2; }
 
 # 1. The base image.
@@ -69,3 +72,10 @@ for role in operator worker; do
   buildah push --quiet "$image" "oci-archive:$OUT/tmd-$role.oci.tar:$image"
   say "wrote $OUT/tmd-$role.oci.tar ($(du -h "$OUT/tmd-$role.oci.tar" | cut -f1))"
 done
+
+# Untagged images nothing builds on (this build's stages, a previous build's leftovers) would pile
+# up a gigabyte per worker build: drop them. The base image and the cached steps before them stay.
+dangling=$(buildah images --filter dangling=true --quiet)
+if [ -n "$dangling" ]; then
+  buildah rmi $dangling >/dev/null
+fi

@@ -12,6 +12,7 @@ dropped, no privilege escalation, the image's own non-root user.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -55,8 +56,9 @@ class ArchiveSize:
 
 class Podman:
     def __init__(self, root: Path) -> None:
+        driver = os.environ.get("TMD_IMAGES_STORAGE_DRIVER", "overlay")  # as images/build.sh
         self.base = ["podman", "--root", str(root / "storage"), "--runroot", str(root / "run"),
-                     "--storage-driver", "vfs", "--runtime", "runc"]
+                     "--storage-driver", driver, "--runtime", "runc"]
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
