@@ -6,17 +6,19 @@ PYTHON ?= python3
 # own environment that sees .venv's packages (torch, elasticsearch) behind its own.
 ELAND_VENV ?= .venv-eland
 
-.PHONY: venv eland-venv up test test-quick bench clean peers-venvs
+.PHONY: venv eland-venv up test test-quick bench clean peers-venvs images
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -c constraints.txt -e '.[worker,test]'
 	touch $@
 
 $(ELAND_VENV)/.installed: $(VENV)/.installed
 	$(PYTHON) -m venv $(ELAND_VENV)
-	$(ELAND_VENV)/bin/python -m pip install -q -c constraints.txt 'eland>=9,<10' 'transformers>=4.40,<5' scikit-learn
+	# only the torch pin: constraints.txt also pins .venv's transformers 5 (the real-model test), which eland refuses
+	grep -E '^torch==' constraints.txt > $(ELAND_VENV)/constraints.txt
+	$(ELAND_VENV)/bin/python -m pip install -q -c $(ELAND_VENV)/constraints.txt 'eland>=9,<10' 'transformers>=4.40,<5' scikit-learn
 	# eland imports sentence-transformers even without its [pytorch] extra; its own deps come from .venv
 	$(ELAND_VENV)/bin/python -m pip install -q --no-deps 'sentence-transformers<6'
 	$(PY) -c "import sysconfig; print(sysconfig.get_path('purelib'))" > \
@@ -42,6 +44,16 @@ $(PEERS)/%/.installed: constraints.txt
 
 peers-venvs: $(addprefix $(PEERS)/,$(addsuffix /.installed,kserve torchserve ray mlserver pytriton plot))  ## KServe, TorchServe, Ray Serve, MLServer, PyTriton (+ matplotlib)
 
+# The two images (operator/Dockerfile, worker/Dockerfile) as OCI archives under dist/images/, built
+# without a Docker daemon or a registry (needs root, mmdebstrap, buildah: see images/build.sh).
+IMAGE_INPUTS := images/build.sh operator/Dockerfile worker/Dockerfile .dockerignore pyproject.toml constraints.txt \
+                README.md $(shell find tmd -name '*.py' -not -path '*/__pycache__/*')
+dist/images/.built: $(VENV)/.installed $(IMAGE_INPUTS)
+	PYTHON=$(PY) bash images/build.sh
+	touch $@
+
+images: dist/images/.built  ## the control-plane and worker images
+
 up: venv  ## start localkube, the operator and the Elasticsearch-compatible API
 	$(PY) -m tmd up
 
@@ -55,4 +67,4 @@ bench: venv
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(ELAND_VENV) .pytest_cache
+	rm -rf $(VENV) $(ELAND_VENV) .pytest_cache dist/images

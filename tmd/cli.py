@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # subcommand -> (module, help). Modules are imported lazily so `tmd worker` never imports kopf, etc.
@@ -18,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("tmd.worker.main", "serve one deployment's inference on one node"),
     "localkube": ("tmd.localkube.main", "run the embedded Kubernetes-compatible control plane and process kubelets"),
 }
+
+# Commands that run inference need the `worker` extra; the base install (the control-plane image) lacks it.
+WORKER_EXTRA_COMMANDS = {"up", "worker"}
+WORKER_EXTRA_MODULES = ("torch", "tokenizers")
 
 
 def _usage() -> str:
@@ -35,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     if name not in COMMANDS:
         print(f"tmd: error: unknown command [{name}]\n\n{_usage()}", file=sys.stderr)
+        return 2
+    missing = [m for m in WORKER_EXTRA_MODULES if name in WORKER_EXTRA_COMMANDS and importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"tmd: error: [tmd {name}] needs the worker extra ({', '.join(missing)} missing): "
+              "pip install 'tmd[worker]'", file=sys.stderr)
         return 2
     # Import only the chosen role: importing every role costs seconds (torch, kopf).
     module = importlib.import_module(COMMANDS[name][0])

@@ -40,12 +40,16 @@ def test_operator_env_is_read_by_the_operator_config():
     assert config.resync_seconds == float(env["TMD_RESYNC_SECONDS"])
 
 
-@pytest.mark.parametrize("path", ["base", "overlays/dev"])
-def test_workers_run_the_operators_own_image(path):
+@pytest.mark.parametrize(("path", "control_plane", "worker"), [
+    ("base", "ghcr.io/tmd-dev/tmd-operator:0.1.0", "ghcr.io/tmd-dev/tmd-worker:0.1.0"),
+    ("overlays/dev", "tmd-operator:dev", "tmd-worker:dev"),
+])
+def test_operator_and_shim_run_the_control_plane_image_and_workers_the_worker_image(path, control_plane, worker):
+    """The kustomization's `images:` names both images once; it reaches the operator's worker image too."""
     container = operator_container(path)
-    assert operator_config(path).worker_image == container["image"]
     shim = find(build(path), "Deployment", "tmd-shim")["spec"]["template"]["spec"]["containers"][0]
-    assert shim["image"] == container["image"]
+    assert container["image"] == shim["image"] == control_plane
+    assert operator_config(path).worker_image == worker
 
 
 def test_dev_overlay_makes_every_linux_node_an_ml_node():

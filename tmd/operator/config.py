@@ -18,7 +18,7 @@ class OperatorConfig:
     # Nodes whose labels match are ML nodes (matchLabels semantics).
     ml_node_selector: dict[str, str] = field(default_factory=lambda: {LABEL_ML_NODE: "true"})
     # The worker container: image for real clusters; command runs `tmd worker` in it.
-    worker_image: str = "ghcr.io/tmd-dev/tmd:0.1.0"
+    worker_image: str = "ghcr.io/tmd-dev/tmd-worker:0.1.0"
     worker_command: tuple[str, ...] = ("tmd", "worker")
     worker_port: int = 8080
     # Extra environment for worker containers (e.g. PYTHONPATH under localkube).
