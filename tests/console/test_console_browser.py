@@ -53,6 +53,11 @@ class Stack:
                                                            + '[data-deployment={json.dumps(deployment_id)}]');
                            return c ? {{state: c.dataset.state, text: c.innerText}} : null;""")
 
+    def node(self, node: str) -> dict[str, str] | None:
+        """A grid row's header as the page shows it: the node, its processors used / allocated."""
+        return self.js(f"""const c = document.querySelector('#grid th.node[data-node={json.dumps(node)}]');
+                           return c ? {{state: c.dataset.state, text: c.innerText}} : null;""")
+
     def chart(self, name: str, label: str) -> list[tuple[float, float]]:
         """(time, value) points of one series of a chart, as uPlot holds them."""
         return self.js(f"""const u = window.tmdConsole.charts[{json.dumps(name)}];
@@ -100,6 +105,9 @@ def test_page_shows_the_demo_and_starts_a_deployment(stack: Stack) -> None:
             lambda state: state == "started")
     for node in ("node-1", "node-2"):
         assert stack.cell(node, DEMO) == {"state": "started", "text": "started\n1/1"}, stack.cell(node, DEMO)
+        # each ML node of `tmd up` (2 CPUs) with the processors the demo's allocation there uses
+        assert stack.node(node) == {"state": "ok", "text": f"{node}\n1 / 2 CPUs used"}, stack.node(node)
+    assert stack.js("return document.querySelector('#card-processors').innerText") == "2\nprocessors free of 4"
     row = stack.js(f"return document.querySelector('#deployments tr[data-deployment=\"{DEMO}\"]').innerText")
     assert "2 / 2" in row and "normal priority" in row, row
     assert "Ready: True" in stack.js("return document.querySelector('#conditions').innerText")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tmd.api.ml_nodes import NOT_READY_REASON, MLNode
 from tmd.shim.console import view
 from tmd.shim.console.series import MAX_POINTS, Point, Series, rate
 from tmd.shim.latency import LatencyWindow, percentile
@@ -79,14 +80,58 @@ def test_grid_places_each_route_on_its_node_and_counts_failed():
     rows = [view.deployment_row(deployment("a", TABLE), stats("a", NODES), None, (None, None)),
             view.deployment_row(deployment("b", {"n3": {"routing_state": "starting", "current_allocations": 0,
                                                         "target_allocations": 1}}), stats("b", []), None, (None, None))]
-    grid = view.grid(rows)
-    assert grid["nodes"] == ["n1", "n2", "n3"] and grid["deployments"] == ["a", "b"]
+    grid = view.grid(rows, [MLNode("n1", processors=8), MLNode("n2", processors=8), MLNode("n3", processors=8)])
+    assert [n["name"] for n in grid["nodes"]] == ["n1", "n2", "n3"] and grid["deployments"] == ["a", "b"]
     assert grid["cells"][0][0]["state"] == "started" and grid["cells"][0][1] is None
     assert grid["cells"][1][0] == {"state": "failed", "reason": "worker exited with code 137",
                                    "current_allocations": 0, "target_allocations": 1, "pending": 0}
     assert grid["cells"][2][1]["state"] == "starting" and grid["cells"][2][0] is None
     assert grid["failed_routes"] == 1
-    assert view.grid([]) == {"nodes": [], "deployments": [], "cells": [], "failed_routes": 0}
+    assert view.grid([], []) == {"nodes": [], "deployments": [], "cells": [], "failed_routes": 0}
+
+
+def test_grid_shows_every_ml_node_with_the_processors_allocations_use():
+    """Idle ML nodes too, so free capacity shows; used = target allocations × threads per route."""
+    table = {"n1": {"routing_state": "started", "current_allocations": 2, "target_allocations": 2},
+             "n2": {"routing_state": "starting", "current_allocations": 0, "target_allocations": 1}}
+    big = view.deployment_row(deployment("big", table), stats("big", [], threads_per_allocation=2), None, (None, None))
+    small = view.deployment_row(deployment("small", {"n1": {"routing_state": "started", "current_allocations": 1,
+                                                             "target_allocations": 1}}),
+                                stats("small", [], threads_per_allocation=1), None, (None, None))
+    ml = [MLNode("n1", processors=8), MLNode("n2", processors=4), MLNode("n3", processors=16),
+          MLNode("n4", processors=8, ready=False),
+          MLNode("n5", processors=0, error="Invalid value [x] of annotation [ml.tmd.dev/allocated-processors]")]
+    grid = view.grid([big, small], ml)
+    assert grid["nodes"] == [
+        {"name": "n1", "ml_node": True, "ready": True, "reason": "", "processors": 8, "used_processors": 5},
+        {"name": "n2", "ml_node": True, "ready": True, "reason": "", "processors": 4, "used_processors": 2},
+        {"name": "n3", "ml_node": True, "ready": True, "reason": "", "processors": 16, "used_processors": 0},
+        {"name": "n4", "ml_node": True, "ready": False, "reason": NOT_READY_REASON, "processors": 8,
+         "used_processors": 0},
+        {"name": "n5", "ml_node": True, "ready": False,
+         "reason": "Invalid value [x] of annotation [ml.tmd.dev/allocated-processors]", "processors": 0,
+         "used_processors": 0}]
+    # idle nodes have a row of empty cells, one per deployment
+    assert grid["cells"][2] == [None, None] and grid["cells"][3] == [None, None]
+
+
+def test_low_priority_takes_no_processors_as_in_the_planner():
+    low = view.deployment_row(deployment("low", {"n1": {"routing_state": "started", "current_allocations": 1,
+                                                         "target_allocations": 1}}),
+                              stats("low", [], priority="low", threads_per_allocation=1), None, (None, None))
+    assert view.grid([low], [MLNode("n1", processors=2)])["nodes"][0]["used_processors"] == 0
+
+
+def test_grid_keeps_routed_nodes_that_are_no_ml_nodes_and_copes_without_a_node_list():
+    row = view.deployment_row(deployment("a", TABLE), stats("a", NODES), None, (None, None))
+    # n2 left the cluster (or lost the ML label) while its route remains
+    gone = view.grid([row], [MLNode("n1", processors=8)])
+    assert gone["nodes"][1] == {"name": "n2", "ml_node": False, "ready": False, "reason": view.NOT_ML_NODE_REASON,
+                                "processors": None, "used_processors": 2}
+    # the nodes could not be listed: only routed nodes, capacity and readiness unknown
+    unknown = view.grid([row], None)
+    assert [(n["name"], n["ready"], n["processors"], n["used_processors"]) for n in unknown["nodes"]] == \
+        [("n1", None, None, 4), ("n2", None, None, 2)]
 
 
 def test_events_of_deployments_and_their_worker_pods_newest_first():

@@ -224,12 +224,18 @@ def memory_stats(k8s_nodes: list[Object], pods: list[Object], selector: Mapping[
             "nodes": nodes}
 
 
-async def info(shim: Any) -> Object:
-    """`GET _ml/info` for the shim's cluster."""
+async def cluster_ml_nodes(shim: Any) -> list[MLNode]:
+    """The ML nodes of the shim's cluster (those the ML node selector picks) with the capacity the
+    operator's planner sees: one list of nodes and one of pods. `_ml/info` and the console's grid."""
     nodes, pods = await asyncio.gather(asyncio.to_thread(shim.kube.list_nodes),
                                        asyncio.to_thread(shim.kube.list_all_pods))
     selector = {"matchLabels": shim.settings.ml_node_selector}
-    return ml_info(ml_nodes_from_kubernetes(nodes, pods, selector, worker_pod=is_worker), shim.settings.version)
+    return ml_nodes_from_kubernetes(nodes, pods, selector, worker_pod=is_worker)
+
+
+async def info(shim: Any) -> Object:
+    """`GET _ml/info` for the shim's cluster."""
+    return ml_info(await cluster_ml_nodes(shim), shim.settings.version)
 
 
 async def memory(shim: Any, node_id: str | None, human: bool) -> Object:

@@ -1,5 +1,6 @@
 """Pure functions from deployment resources, their `_stats` elements and events to what the
-console draws: one row per deployment, the nodes × deployments grid, the event list.
+console draws: one row per deployment, the nodes × deployments grid with each ML node's
+capacity, the event list.
 
 The browser only lays these out; every number and word it shows is decided here, where tests
 call it directly.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+from tmd.api.ml_nodes import MLNode
 from tmd.shim.console.series import Point
 from tmd.shim.views import fully_defined
 
@@ -92,15 +94,51 @@ def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-def grid(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+NOT_ML_NODE_REASON = "not an ML node: gone from the cluster, or the ML node selector does not pick it"
+
+
+def grid(rows: Sequence[Mapping[str, Any]], ml_nodes: Sequence[MLNode] | None) -> dict[str, Any]:
     """Nodes × deployments: `cells[i][j]` is node i's route of deployment j (None where that
-    deployment has no route on the node). Nodes are those any routing table names."""
-    nodes = sorted({r["node"] for row in rows for r in row["routes"]})
+    deployment has no route on the node).
+
+    The nodes are every ML node, idle ones too, so free capacity shows, plus any other node a
+    routing table names (one that left the cluster or lost the ML label while its route remains).
+    `ml_nodes` None means the nodes could not be listed: then only routed nodes, capacity unknown.
+    """
+    ml = {n.name: n for n in ml_nodes or ()}
+    names = sorted(set(ml) | {r["node"] for row in rows for r in row["routes"]})
     by_key = {(r["node"], row["deployment_id"]): r for row in rows for r in row["routes"]}
     deployments = [row["deployment_id"] for row in rows]
-    cells = [[_cell(by_key.get((node, d))) for d in deployments] for node in nodes]
+    cells = [[_cell(by_key.get((node, d))) for d in deployments] for node in names]
     failed = sum(1 for line in cells for c in line if c and c["state"] == "failed")
+    used = used_processors(rows)
+    nodes = [_node(name, ml.get(name), used.get(name, 0), ml_nodes is not None) for name in names]
     return {"nodes": nodes, "deployments": deployments, "cells": cells, "failed_routes": failed}
+
+
+def used_processors(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Processors tmd allocations take per node: each route's target allocations × its
+    deployment's threads, what the worker pod requests. Low priority deployments take none, as
+    in the operator's planner (their pod asks for a fraction of a CPU)."""
+    used: dict[str, int] = {}
+    for row in rows:
+        if row.get("priority") == "low":
+            continue
+        for route in row["routes"]:
+            used[route["node"]] = used.get(route["node"], 0) + route["target_allocations"] * row["threads_per_allocation"]
+    return used
+
+
+def _node(name: str, ml_node: MLNode | None, used: int, listed: bool) -> dict[str, Any]:
+    """A grid row's header: the node's allocated processors (None when unknown), those tmd's
+    allocations use, and whether it can take allocations (`reason` says why not; `ready` None
+    when the nodes could not be listed)."""
+    if ml_node is None:
+        return {"name": name, "ml_node": False, "ready": False if listed else None,
+                "reason": NOT_ML_NODE_REASON if listed else "",
+                "processors": None, "used_processors": used}
+    return {"name": name, "ml_node": True, "ready": ml_node.assignable, "reason": ml_node.unassignable_reason,
+            "processors": ml_node.processors, "used_processors": used}
 
 
 def _cell(route: Mapping[str, Any] | None) -> dict[str, Any] | None:

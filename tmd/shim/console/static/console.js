@@ -178,12 +178,18 @@
     const target = rows.reduce((a, r) => a + r.target_allocations, 0);
     const tput = rows.reduce((a, r) => a + (r.throughput || 0), 0);
     const failed = reading.grid.failed_routes;
+    const ml = reading.grid.nodes.filter((n) => n.ml_node);
+    const notReady = ml.filter((n) => !n.ready).length;
+    const usable = ml.filter((n) => n.ready);
+    const total = usable.reduce((a, n) => a + n.processors, 0);
+    const free = usable.reduce((a, n) => a + Math.max(0, n.processors - n.used_processors), 0);
     const card = (label, value, kind, id) => h('div', { class: 'card ' + (kind || ''), id },
                                                 h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
     $('#cards').replaceChildren(
       card('deployments', rows.length, '', 'card-deployments'),
       card('allocations placed / asked', `${placed} / ${target}`, placed < target ? 'warn' : '', 'card-allocations'),
-      card('ML nodes with routes', reading.grid.nodes.length, '', 'card-nodes'),
+      card(notReady ? `ML nodes, ${notReady} not ready` : 'ML nodes', ml.length, notReady ? 'warn' : '', 'card-nodes'),
+      card(`processors free of ${total}`, free, '', 'card-processors'),
       card('failed routes', failed, failed ? 'bad' : 'good', 'card-failed'),
       card('documents / s', fmt.num(tput), '', 'card-throughput'));
   }
@@ -198,30 +204,52 @@
       cell.reason ? h('div', { class: 'cell-reason' }, cell.reason) : null);
   }
 
+  // A row's header: the node, the processors tmd's allocations use of those it may use, and
+  // why it cannot take allocations (not ready, not an ML node).
+  function nodeHeader(node) {
+    const capacity = node.processors === null ? `${node.used_processors} CPUs used`
+      : `${node.used_processors} / ${node.processors} CPUs used`;
+    const state = node.ready === false ? 'not-ready' : node.processors !== null &&
+      node.used_processors >= node.processors ? 'full' : 'ok';
+    const title = `${node.name}: ${capacity}` + (node.processors === null ? '' :
+      `, ${Math.max(0, node.processors - node.used_processors)} free`) + (node.reason ? `\n${node.reason}` : '');
+    return h('th', { class: 'node ' + state, title, dataset: { node: node.name, state } },
+      h('div', { class: 'node-name' }, node.name),
+      h('div', { class: 'node-capacity' }, capacity),
+      node.reason ? h('div', { class: 'node-reason' }, node.reason) : null);
+  }
+
   // Same nodes and deployments as last time: replace only the cells that changed (a large grid
   // is thousands of cells); otherwise draw it anew.
   let drawnGrid = null;
   function renderGrid(grid) {
-    const same = drawnGrid && drawnGrid.nodes.join('\n') === grid.nodes.join('\n') &&
+    const names = (g) => g.nodes.map((n) => n.name).join('\n');
+    const same = drawnGrid && names(drawnGrid) === names(grid) &&
       drawnGrid.deployments.join('\n') === grid.deployments.join('\n');
     if (same) {
       const rows = $('#grid tbody').children;
+      grid.nodes.forEach((node, i) => {
+        if (JSON.stringify(node) !== JSON.stringify(drawnGrid.nodes[i])) rows[i].children[0].replaceWith(nodeHeader(node));
+      });
       grid.cells.forEach((line, i) => line.forEach((cell, j) => {
         if (JSON.stringify(cell) !== JSON.stringify(drawnGrid.cells[i][j])) {
-          rows[i].children[j + 1].replaceWith(gridCell(grid, grid.nodes[i], j, cell));
+          rows[i].children[j + 1].replaceWith(gridCell(grid, grid.nodes[i].name, j, cell));
         }
       }));
     } else {
       const head = h('tr', {}, h('th', { class: 'corner' }, 'node \\ deployment'),
                      grid.deployments.map((d) => h('th', { class: 'dep', title: d }, d)));
       $('#grid thead').replaceChildren(head);
-      $('#grid tbody').replaceChildren(...grid.nodes.map((node, i) => h('tr', {},
-        h('th', { class: 'node' }, node), grid.cells[i].map((cell, j) => gridCell(grid, node, j, cell)))));
+      $('#grid tbody').replaceChildren(...grid.nodes.map((node, i) => h('tr', { dataset: { node: node.name } },
+        nodeHeader(node), grid.cells[i].map((cell, j) => gridCell(grid, node.name, j, cell)))));
     }
     drawnGrid = grid;
+    const notReady = grid.nodes.filter((n) => n.ready === false).length;
     const summary = `${grid.nodes.length} nodes · ${grid.deployments.length} deployments` +
-      (grid.failed_routes ? ` · ${grid.failed_routes} failed` : '');
+      (notReady ? ` · ${notReady} not ready` : '') + (grid.failed_routes ? ` · ${grid.failed_routes} failed` : '');
     $('#grid-summary').textContent = summary;
+    $('#grid-error').textContent = grid.nodes_error;
+    $('#grid-error').hidden = !grid.nodes_error;
   }
 
   function renderConditions(rows) {
