@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from operator_scale import Operator, free_port, wait  # noqa: E402
+from operator_scale import Operator, free_port, resources, wait  # noqa: E402
 from tests.console.browser import chromium, missing, problems  # noqa: E402
 from tmd.api.resources import API_VERSION, DEPLOYMENT_PLURAL, GROUP  # noqa: E402
 from tmd.localkube.cluster import LocalCluster  # noqa: E402
@@ -64,18 +64,6 @@ PROBE = """
 """
 
 
-def resources(deployments: int) -> list[dict[str, Any]]:
-    model = {"apiVersion": API_VERSION, "kind": "TrainedModel", "metadata": {"name": "console-model", "namespace": "default"},
-             "spec": {"model_id": MODEL_ID, "model_type": "pytorch",
-                      "inference_config": {"pass_through": {"tokenization": {"bert": {}}}},
-                      "input": {"field_names": ["input"]},
-                      "definition": {"uri": "file:///nonexistent/model.pt", "total_definition_length": 1 << 20}}}
-    return [model] + [
-        {"apiVersion": API_VERSION, "kind": "TrainedModelDeployment",
-         "metadata": {"name": f"console-{i}", "namespace": "default"},
-         "spec": {"model_id": MODEL_ID, "deployment_id": f"console_{i:02d}", "number_of_allocations": 1 + i % 4,
-                  "threads_per_allocation": 4, "cache_size": "0b"}}
-        for i in range(deployments)]
 
 
 class Shim:
@@ -192,7 +180,7 @@ def main() -> int:
             baseline = measure(driver, url, args.loads, args.live)
             print(json.dumps(baseline, indent=1), flush=True)
 
-            run_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(resources(args.deployments)), timeout=600)
+            run_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(resources(args.deployments, "console", MODEL_ID, allocations=4, threads=4)), timeout=600)
             server = cluster.api_server
 
             def all_ready() -> bool:

@@ -57,20 +57,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def resources(deployments: int) -> list[dict[str, Any]]:
-    """One model (never loaded: simulated pods run no process) and the deployments of it."""
-    model = {"apiVersion": API_VERSION, "kind": "TrainedModel", "metadata": {"name": "scale-model", "namespace": "default"},
-             "spec": {"model_id": MODEL_ID, "model_type": "pytorch",
+def resources(deployments: int, prefix: str = "dep", model_id: str = MODEL_ID,
+              allocations: int = 2, threads: int = 1) -> list[dict[str, Any]]:
+    """One model (never loaded: simulated pods run no process) and `deployments` deployments of it,
+    with 1..`allocations` allocations each (also what benchmarks/console.py applies)."""
+    model = {"apiVersion": API_VERSION, "kind": "TrainedModel",
+             "metadata": {"name": f"{prefix}-model", "namespace": "default"},
+             "spec": {"model_id": model_id, "model_type": "pytorch",
                       "inference_config": {"pass_through": {"tokenization": {"bert": {}}}},
                       "input": {"field_names": ["input"]},
                       "definition": {"uri": "file:///nonexistent/model.pt", "total_definition_length": 1 << 20}}}
-    out = [model]
-    for i in range(deployments):
-        out.append({"apiVersion": API_VERSION, "kind": "TrainedModelDeployment",
-                    "metadata": {"name": f"dep-{i}", "namespace": "default"},
-                    "spec": {"model_id": MODEL_ID, "deployment_id": f"dep_{i}", "number_of_allocations": 1 + i % 2,
-                             "threads_per_allocation": 1, "cache_size": "0b"}})
-    return out
+    return [model] + [
+        {"apiVersion": API_VERSION, "kind": "TrainedModelDeployment",
+         "metadata": {"name": f"{prefix}-{i}", "namespace": "default"},
+         "spec": {"model_id": model_id, "deployment_id": f"{prefix}_{i:02d}", "number_of_allocations": 1 + i % allocations,
+                  "threads_per_allocation": threads, "cache_size": "0b"}}
+        for i in range(deployments)]
 
 
 def operator_requests(counts: dict[tuple[str, str, str], int]) -> int:
