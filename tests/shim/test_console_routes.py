@@ -50,6 +50,9 @@ def test_unknown_files_and_parameters_are_elasticsearch_errors(tmp_path):
     bad = _get(app, "/_tmd/console/state", params={"since": "yesterday"})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "illegal_argument_exception"
     assert bad.json()["error"]["reason"] == "Failed to parse value [yesterday] for parameter [since]"
+    empty = _get(app, "/_tmd/console/state", params={"since": ""})
+    assert empty.status_code == 400
+    assert empty.json()["error"]["reason"] == "Failed to parse value [] for parameter [since]"
     negative = _get(app, "/_tmd/console/state", params={"since": "-1"})
     assert negative.status_code == 400 and "[since] must be a non-negative" in negative.json()["error"]["reason"]
     unknown = _get(app, "/_tmd/console", params={"theme": "dark"})

@@ -36,7 +36,9 @@ PAGE_HEADERS = {
 
 
 def parse_since(value: str | None) -> float:
-    if value is None or value == "":
+    """Absent means every sample; present, it must be a number (an empty `since=` is refused, as the
+    shim refuses any empty numeric parameter; the fuzz test found it accepted)."""
+    if value is None:
         return 0.0
     try:
         since = float(value)
