@@ -175,8 +175,11 @@ def test_adaptive_allocations_follow_the_load(operator, kube, one_ml_node, tmp_p
     apply(kube, trained_model_resource(model_dir))
     name = resource_name("adaptive")
     try:
+        # Batching off: this model costs the same for a batch of any size, so batches would let one
+        # allocation keep up with any rate and the scaler would rightly never need a second.
         apply(kube, deployment_resource("slow_model", "adaptive", cache_size="0b", adaptive_allocations={
-            "enabled": True, "min_number_of_allocations": 1, "max_number_of_allocations": 2}))
+            "enabled": True, "min_number_of_allocations": 1, "max_number_of_allocations": 2},
+            tmd_batching={"max_batch_size": 1}))
         wait_ready(kube, name)
         [pod] = worker_pods(kube, name)
         url = f"http://{pod['status']['podIP']}:8080"
