@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from operator_scale import Operator, free_port, resources, wait  # noqa: E402
+from operator_scale import Operator, free_port, resources, stop_process, wait  # noqa: E402
 from tests.console.browser import chromium, missing, problems  # noqa: E402
 from tmd.api.resources import API_VERSION, DEPLOYMENT_PLURAL, GROUP  # noqa: E402
 from tmd.localkube.cluster import LocalCluster  # noqa: E402
@@ -83,13 +83,7 @@ class Shim:
             return False
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 def cdp_metrics(driver: Any) -> dict[str, float]:

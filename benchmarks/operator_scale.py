@@ -151,13 +151,18 @@ class Operator:
              self.proc.poll() is not None, 60, "the operator to start")
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        stop_process(self.proc, self.log)
+
+
+def stop_process(proc: subprocess.Popen, log: Any) -> None:
+    """SIGTERM, 30 s to exit, then SIGKILL; closes the process's log (also benchmarks/console.py's shim)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 def run_size(nodes: int, deployments: int, quiet: float, work: Path) -> dict[str, Any]:
