@@ -33,7 +33,7 @@ from scipy.sparse import lil_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tmd.operator.capacity import MLNode  # noqa: E402
+from tmd.api.ml_nodes import MLNode  # noqa: E402
 from tmd.operator.planner import DeploymentDemand, plan  # noqa: E402
 
 GIB = 1 << 30

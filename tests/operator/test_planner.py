@@ -5,7 +5,7 @@ import random
 import pytest
 
 from tmd.api.memory import MemoryEstimate
-from tmd.operator.capacity import MLNode
+from tmd.api.ml_nodes import MLNode
 from tmd.operator.placement_reasons import LOW_PRIORITY_ALLOCATIONS_PER_NODE, MAX_NODE_REASONS, NO_ML_NODES_REASON
 from tmd.operator.planner import DeploymentDemand, plan
 

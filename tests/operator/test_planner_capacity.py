@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from tmd.api.memory import NATIVE_EXECUTABLE_CODE_OVERHEAD_BYTES
-from tmd.operator.capacity import (
+from tmd.api.ml_nodes import (
     ALLOCATED_PROCESSORS_ANNOTATION,
     WORKER_POD_LABEL,
     MLNode,

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tmd.operator.capacity import MLNode
+from tmd.api.ml_nodes import MLNode
 from tmd.operator.placement_reasons import LOW_PRIORITY_ALLOCATIONS_PER_NODE, MAX_NODE_REASONS, NO_ML_NODES_REASON
 from tmd.operator.planner import DeploymentDemand, Plan, plan
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tmd.api.memory import byte_size_string
-from tmd.operator.capacity import MLNode
+from tmd.api.ml_nodes import MLNode
 from tmd.operator.packing import Packing
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from tmd.api.memory import MemoryEstimate
-from tmd.operator.capacity import MLNode
+from tmd.api.ml_nodes import MLNode
 from tmd.operator.packing import Item, Packing, preserve
 from tmd.operator.packing_search import improve, ruin_and_recreate
 from tmd.operator.placement_reasons import LOW_PRIORITY_ALLOCATIONS_PER_NODE, NodeView, explain_low, explain_normal

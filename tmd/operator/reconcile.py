@@ -26,7 +26,7 @@ from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_ROLE
 from tmd.operator.assignment import (Route, allocation_status, assignment_state, current_allocations_for_planning,
                                      max_assigned_allocations, merge_routing_table, routing_table_from_dict,
                                      routing_table_to_dict)
-from tmd.operator.capacity import ml_nodes_from_kubernetes
+from tmd.api.ml_nodes import ml_nodes_from_kubernetes
 from tmd.operator.config import OperatorConfig
 from tmd.operator.planner import DeploymentDemand, plan
 from tmd.operator.pods import ANNOTATION_ALLOCATIONS, ANNOTATION_REPLACES, WORKER_ROLE, pod_name, worker_pod
