@@ -35,7 +35,7 @@ PEER_PKGS_kserve := 'kserve>=0.15'
 PEER_PKGS_torchserve := 'torchserve>=0.12' torch-model-archiver pyyaml numpy psutil packaging pillow
 PEER_PKGS_ray := 'ray[serve]>=2.40'
 PEER_PKGS_mlserver := 'mlserver>=1.6' 'uvloop<0.22'  # mlserver 1.7's inference pool calls asyncio.get_event_loop() outside a loop, which uvloop 0.22 refuses
-PEER_PKGS_pytriton := 'nvidia-pytriton>=0.5'
+PEER_PKGS_pytriton := 'nvidia-pytriton>=0.5'  # its Triton stub links libpython3.X.so.1.0: $(PYTHON) must be built with a shared libpython (pytriton_server.py points the stub at it)
 PEER_PKGS_plot := matplotlib
 $(PEERS)/%/.installed: constraints.txt
 	$(PYTHON) -m venv $(PEERS)/$*

@@ -8,12 +8,21 @@ POST /v2/models/enc/infer {"inputs": [{"name": "input_ids", "shape": [n, 64], "d
 up to B requests (waiting at most D µs) into one call of `infer`, on N model instances.
 Triton binds the addresses given here (127.0.0.1); the benchmark also runs in a private network
 namespace.
+
+Triton runs the Python model in its python-backend stub, an executable linked against
+libpython3.X.so.1.0 that takes its standard library from this virtual environment's base
+interpreter. The dynamic loader would give the stub whichever libpython3.X.so.1.0 its default
+path holds (here Debian's 3.11.2 under a pyenv 3.11.7 stdlib, whose multiprocessing calls
+RLock._recursion_count, which 3.11.2 lacks), so the stub is pointed at this interpreter's own
+shared libpython instead (`libpython_dir`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import sysconfig
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +35,20 @@ from pytriton.triton import Triton, TritonConfig  # noqa: E402
 from common import load_model, model_inputs  # noqa: E402
 
 
+def libpython_dir() -> str:
+    """The directory of this interpreter's shared libpython, which Triton's stub must load to match its stdlib."""
+    libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if not (sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and soname and (Path(libdir) / soname).is_file()):
+        raise SystemExit(f"{sys.executable} (Python {sys.version.split()[0]}) has no shared libpython ({soname} in "
+                         f"{libdir}): Triton's Python backend stub links one and would load another Python's; create "
+                         "this environment from a Python built with --enable-shared")
+    return libdir
+
+
 def main() -> int:
+    # Triton (and its stub) inherit this process's environment when PyTriton starts them
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (libpython_dir(), os.environ.get("LD_LIBRARY_PATH")) if p)
     model = load_model(os.environ["PEER_MODEL"])
 
     @batch
