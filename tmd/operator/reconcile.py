@@ -4,7 +4,7 @@ to the pod changes and deployment statuses that should follow.
 Placement is global (every deployment competes for every node), so the operator does not
 reconcile deployments one by one: each pass reads all deployments, models, nodes and pods,
 plans once, and returns
-- the worker pods to create, delete or change the allocations of, and
+- the worker pods to create, delete, change the allocations of or set the batching knobs of, and
 - the full status of every deployment.
 The kopf handlers only gather the inputs and apply the outputs (tmd.operator.handlers).
 Being a function of the current state, a pass can be repeated at any time, after any crash,
