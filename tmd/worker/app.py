@@ -312,7 +312,8 @@ def create_app(state: WorkerState) -> Any:
     async def set_batching(request: Request) -> Response:
         batching = parse_batching_body(parse_json_body(await request.body()), state.batching)
         engine = engine_or_409()
-        engine.set_batching(batching.max_batch_size, parse_time_value(batching.max_batch_delay, "max_batch_delay").seconds or 0.0)
+        delay_s = parse_time_value(batching.max_batch_delay, "max_batch_delay").seconds or 0.0
+        engine.set_batching(batching.max_batch_size, delay_s)
         state.batching = batching
         log.info("max_batch_size=%d max_batch_delay=%s", batching.max_batch_size, batching.max_batch_delay)
         return json_response(batching_stats(batching, engine.plan.mode))
