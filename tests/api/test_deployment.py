@@ -1,6 +1,6 @@
 import pytest
 
-from tmd.api.deployment import (DeploymentSpec, Priority, WaitFor, parse_start_request)
+from tmd.api.deployment import DeploymentSpec, Priority, TmdBatching, WaitFor, parse_start_request, parse_update_request
 from tmd.api.errors import IllegalArgument, ParseError, ValidationFailed
 
 
@@ -104,7 +104,7 @@ def test_spec_schema_carries_limits_for_the_crd():
 
 
 def test_tmd_batching_extension_is_parsed_validated_and_optional():
-    from tmd.api.deployment import DEFAULT_MAX_BATCH_SIZE, TmdBatching
+    from tmd.api.deployment import DEFAULT_MAX_BATCH_SIZE
 
     assert parse_start_request("m", None, {}).spec.tmd_batching is None
     spec = parse_start_request("m", {"tmd_batching": {"max_batch_size": 8}}, {}).spec
@@ -119,3 +119,30 @@ def test_tmd_batching_extension_is_parsed_validated_and_optional():
             parse_start_request("m", {"tmd_batching": bad}, {})
     with pytest.raises(ParseError, match="\\[tmd_batching\\] unknown field \\[size\\]"):
         parse_start_request("m", {"tmd_batching": {"size": 8}}, {})
+
+
+def test_update_takes_tmd_batching_alone_or_with_allocations_and_checks_it_as_start_does():
+    alone = parse_update_request({"tmd_batching": {"max_batch_delay": "5ms"}}, {})
+    assert (alone.number_of_allocations, alone.adaptive_given) == (None, False)
+    current = TmdBatching(max_batch_size=4, max_batch_delay="0ms")
+    assert alone.batching(current) == TmdBatching(max_batch_size=4, max_batch_delay="5ms"), "left out: kept"
+    both = parse_update_request({"number_of_allocations": 2, "tmd_batching": {"max_batch_size": 1}}, {})
+    assert both.number_of_allocations == 2 and both.batching(current) == TmdBatching(max_batch_size=1)
+    assert parse_update_request({"number_of_allocations": 2}, {}).batching(current) is None
+    with pytest.raises(ValidationFailed) as err:
+        parse_update_request({"number_of_allocations": 0, "tmd_batching": {"max_batch_size": 0,
+                                                                            "max_batch_delay": "2s"}}, {})
+    assert err.value.reason == ("Validation Failed: 1: [number_of_allocations] must be a positive integer;"
+                                "2: [tmd_batching.max_batch_size] must be between 1 and 1024;"
+                                "3: [tmd_batching.max_batch_delay] must be between 0ms and 1000ms;")
+    for bad in ([1], "16", {"max_batch_size": "8"}, {"max_batch_size": True}, {"max_batch_delay": 5}):
+        with pytest.raises(ParseError, match="\\[update_trained_model_deployment\\] failed to parse field "
+                                             "\\[tmd_batching\\]"):
+            parse_update_request({"tmd_batching": bad}, {})
+    with pytest.raises(ParseError, match="\\[tmd_batching\\] unknown field \\[size\\]"):
+        parse_update_request({"tmd_batching": {"size": 8}}, {})
+    with pytest.raises(ValidationFailed, match="Either \\[number_of_allocations\\] or \\[adaptive_allocations\\] "
+                                               "must be provided"):
+        parse_update_request({"tmd_batching": None}, {})
+    with pytest.raises(ParseError, match="unknown field \\[threads_per_allocation\\]"):
+        parse_update_request({"threads_per_allocation": 2}, {})

@@ -69,6 +69,16 @@ def test_update_with_adaptive_allocations_not_an_object_is_a_parse_error_not_a_5
              "[update_trained_model_deployment] failed to parse field [adaptive_allocations]")
 
 
+def test_update_checks_tmd_batching_as_start_does(app):
+    response = call(app, "POST", M + "/d/deployment/_update",
+                    {"tmd_batching": {"max_batch_size": 2000, "max_batch_delay": "1h"}})
+    es_error(response, 400, "action_request_validation_exception",
+             "Validation Failed: 1: [tmd_batching.max_batch_size] must be between 1 and 1024;"
+             "2: [tmd_batching.max_batch_delay] must be whole milliseconds or seconds (e.g. 2ms), got [1h];")
+    es_error(call(app, "POST", M + "/d/deployment/_update", {"tmd_batching": 16}), 400, "x_content_parse_exception",
+             "[update_trained_model_deployment] failed to parse field [tmd_batching]")
+
+
 @pytest.mark.parametrize("body, field", [({"finish_pending_work": {}}, "finish_pending_work"),
                                          ({"force": "yes"}, "force"), ({"allow_no_match": 3}, "allow_no_match")])
 def test_stop_body_booleans_are_parsed_even_when_the_query_repeats_them(app, body, field):

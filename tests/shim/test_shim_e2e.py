@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import pytest
 elasticsearch = pytest.importorskip("elasticsearch", reason="the official client `elasticsearch>=9,<10` is optional")
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError  # noqa: E402
 
-from tests.operator.e2e import install_crds, wait_for  # noqa: E402
+from tests.operator.e2e import install_crds, wait_for, worker_pid  # noqa: E402
 from tests.shim.support import ShimProcess, free_port, start_operator, upload_model  # noqa: E402
+from tmd.api.resources import LABEL_DEPLOYMENT, resource_name  # noqa: E402
 from tmd.tinymodels import super_simple  # noqa: E402
 from tmd.tinymodels.builders import script_bytes  # noqa: E402
 
@@ -145,6 +147,76 @@ def test_tmd_batching_start_parameter_reaches_the_workers_and_stats(es, models, 
         assert node["inference_count"] == 4 and node["average_batch_size"] == 2.0  # 4 documents, 2 per pass
     finally:
         es.ml.stop_trained_model_deployment(model_id="test_model")
+
+
+def test_update_tmd_batching_reaches_the_running_worker_without_failed_requests(es, models, shim, kube):
+    """`_update` with only `tmd_batching`, while clients infer: the operator sets the running worker's
+    knobs in place (same pod), every request gets 200, and batches form once batching is on."""
+    import threading
+
+    url = shim.url + "/_ml/trained_models/test_model/deployment"
+    started = httpx.post(url + "/_start", params={"wait_for": "started", "cache_size": "0"},  # no cache: every doc computes
+                         json={"tmd_batching": {"max_batch_size": 1}}, timeout=60)
+    assert started.status_code == 200, started.text
+    workers = ("get", "pods", "-l", f"{LABEL_DEPLOYMENT}={resource_name('test_model')}", "-o", "json")
+    [pod] = json.loads(kube(*workers).stdout)["items"]
+    worker = f"http://{pod['status']['podIP']}:{WORKER_PORT}"
+
+    def worker_batching():
+        return httpx.get(worker + "/stats", timeout=10).json()["deployment"]["tmd_batching"]
+
+    def node_stats():
+        stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]
+        return stats["nodes"][0]
+
+    assert worker_batching() == {"max_batch_size": 1, "max_batch_delay": "0ms", "mode": "none"}
+    results: list[int] = []
+    stop = threading.Event()
+
+    def load():
+        docs = [{"input": "these are my words"}] * 4  # one request, four queue entries: a batch once allowed
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set() and len(results) < 4000:
+                results.append(client.post(shim.url + "/_ml/trained_models/test_model/_infer",
+                                           json={"docs": docs}).status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(results) >= 20, timeout=60, what="requests before the update")
+        assert node_stats()["average_batch_size"] == 1.0
+        updated = httpx.post(url + "/_update", json={"tmd_batching": {"max_batch_size": 8, "max_batch_delay": "5ms"}},
+                             timeout=60)
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["assignment"]["tmd_batching"] == {"max_batch_size": 8, "max_batch_delay": "5ms"}
+        knobs = wait_for(lambda: (b := worker_batching())["max_batch_size"] == 8 and b, timeout=60,
+                         what="the worker batching up to 8")
+        assert knobs["max_batch_delay"] == "5ms" and knobs["mode"] != "none"
+        wait_for(lambda: node_stats()["average_batch_size"] > 1.0, timeout=60, what="batches of more than one")
+        # a field left out keeps its value
+        updated = httpx.post(url + "/_update", json={"tmd_batching": {"max_batch_delay": "0ms"}}, timeout=60)
+        assert updated.json()["assignment"]["tmd_batching"] == {"max_batch_size": 8, "max_batch_delay": "0ms"}
+        wait_for(lambda: worker_batching()["max_batch_delay"] == "0ms", timeout=60, what="the worker's delay at 0ms")
+        count = len(results)
+        wait_for(lambda: len(results) >= count + 20, timeout=60, what="requests after the updates")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert results and set(results) == {200}, {code: results.count(code) for code in set(results)}
+    [after] = json.loads(kube(*workers).stdout)["items"]
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"], "changed in place, not replaced"
+    assert after["metadata"]["annotations"]["ml.tmd.dev/worker-batching"].startswith("8/0ms@")
+    stats = es.ml.get_trained_models_stats(model_id="test_model")["trained_model_stats"][0]["deployment_stats"]
+    assert stats["tmd_batching"] == {"max_batch_size": 8, "max_batch_delay": "0ms"}
+    # A restarted container starts from its pod's environment (max_batch_size 1): the operator sets it again.
+    os.kill(wait_for(lambda: worker_pid(pod["status"]["podIP"], "test_model"), what="worker pid"), signal.SIGKILL)
+    wait_for(lambda: json.loads(kube(*workers).stdout)["items"][0]["status"]["containerStatuses"][0]["restartCount"],
+             timeout=60, what="the worker container restarted")
+    knobs = wait_for(lambda: (b := worker_batching())["max_batch_size"] == 8 and b, timeout=120,
+                     what="the restarted worker batching up to 8 again")
+    assert knobs["max_batch_delay"] == "0ms"
 
 
 def test_low_priority_start_and_its_validation(es, models):

@@ -47,6 +47,7 @@ def test_assignment_shape_with_default_cache_size():
                                        "queue_capacity": 1024, "cache_size": "1630b", "priority": "normal",
                                        "per_deployment_memory_bytes": 0, "per_allocation_memory_bytes": 0}
     assert list(body["routing_table"]) == ["n1", "n2"] and "reason" not in body["routing_table"]["n2"]
+    assert body["tmd_batching"] == {"max_batch_size": 16, "max_batch_delay": "0ms"}  # tmd extension: the defaults
     assert body["assignment_state"] == "started" and "reason" not in body
 
 

@@ -135,6 +135,8 @@ def test_bad_input_gets_elasticsearch_errors(served, body, status, error_type, r
     ("POST", "/infer", b"[1, 2]"),
     ("POST", "/allocations", b'{"number_of_allocations": "many"}'),
     ("POST", "/allocations", b"{"),
+    ("POST", "/batching", b"[16]"),
+    ("POST", "/batching", b""),
     ("GET", "/infer", b""),
     ("GET", "/no/such/route", b""),
 ])
@@ -176,6 +178,28 @@ def test_allocation_endpoint(served) -> None:
             "Validation Failed: 1: [number_of_allocations] must be a positive integer;")
         c.post("/allocations", json={"number_of_allocations": 2})
     assert w.stats()["node"]["number_of_allocations"] == 2
+
+
+def test_batching_endpoint_changes_the_knobs_live(served) -> None:
+    w = served["embedding"]  # started with the defaults
+    with w.client() as c:
+        assert c.get("/batching").json() == {"max_batch_size": 16, "max_batch_delay": "0ms", "mode": "equal"}
+        r = c.post("/batching", json={"max_batch_size": 4, "max_batch_delay": "5ms"})
+        assert (r.status_code, r.json()) == (200, {"max_batch_size": 4, "max_batch_delay": "5ms", "mode": "equal"})
+        assert c.post("/batching", json={"max_batch_size": 1}).json() == {
+            "max_batch_size": 1, "max_batch_delay": "5ms", "mode": "none"}, "a field left out keeps its value"
+        assert w.stats()["deployment"]["tmd_batching"] == {"max_batch_size": 1, "max_batch_delay": "5ms",
+                                                           "mode": "none"}
+        bad = c.post("/batching", json={"max_batch_size": 0, "max_batch_delay": "2s"})
+        assert bad.status_code == 400 and bad.json()["error"]["reason"] == (
+            "Validation Failed: 1: [tmd_batching.max_batch_size] must be between 1 and 1024;"
+            "2: [tmd_batching.max_batch_delay] must be between 0ms and 1000ms;")
+        shape = c.post("/batching", json={"max_batch_size": "4"})
+        assert shape.status_code == 400 and shape.json()["error"]["type"] == "x_content_parse_exception"
+        unknown = c.post("/batching", json={"size": 4})
+        assert unknown.json()["error"]["reason"] == "[tmd_batching] unknown field [size]"
+        assert c.get("/batching").json()["max_batch_size"] == 1, "a refused change changes nothing"
+        c.post("/batching", json={"max_batch_size": 16, "max_batch_delay": "0ms"})
 
 
 def test_prefix_is_prepended(served) -> None:

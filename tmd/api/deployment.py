@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 
+from dataclasses import dataclass
+
 from enum import Enum
 from typing import Any, Mapping
 
@@ -135,6 +137,10 @@ class DeploymentSpec(BaseModel):
 
     def validation_errors(self) -> list[str]:
         return validation_errors(self)
+
+    def batching(self) -> TmdBatching:
+        """The batching knobs in effect: the spec's, or the workers' defaults."""
+        return self.tmd_batching if self.tmd_batching is not None else TmdBatching()
 
 
 class StartRequest(BaseModel):
@@ -287,16 +293,81 @@ def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **values}
 
 
-def parse_tmd_batching(value: Any, action: str) -> TmdBatching:
+def parse_tmd_batching(value: Any, action: str, base: TmdBatching | None = None) -> TmdBatching:
     """The `tmd_batching` object of a start or update body; a bad shape is a parse error, as
-    Elasticsearch reports its own objects (ranges are checked with the other validations)."""
+    Elasticsearch reports its own objects (ranges are checked with the other validations).
+    A field the object leaves out keeps its value in `base` (an update: what the deployment has
+    now), else the default (a start)."""
     if not isinstance(value, dict):
         raise ParseError(f"[{action}] failed to parse field [tmd_batching]", type="x_content_parse_exception")
     for key in value:
         if key not in TmdBatching.model_fields:
             raise ParseError(f"[tmd_batching] unknown field [{key}]", type="x_content_parse_exception")
-    size = value.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
-    delay = value.get("max_batch_delay", DEFAULT_MAX_BATCH_DELAY)
+    size = value.get("max_batch_size", base.max_batch_size if base else DEFAULT_MAX_BATCH_SIZE)
+    delay = value.get("max_batch_delay", base.max_batch_delay if base else DEFAULT_MAX_BATCH_DELAY)
     if isinstance(size, bool) or not isinstance(size, int) or not isinstance(delay, str):
         raise ParseError(f"[{action}] failed to parse field [tmd_batching]", type="x_content_parse_exception")
     return TmdBatching.model_construct(max_batch_size=size, max_batch_delay=delay)
+
+
+_UPDATE_ACTION = "update_trained_model_deployment"
+UPDATE_PARAMS = frozenset({"number_of_allocations", "adaptive_allocations", "tmd_batching", "model_id", "deployment_id"})
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """An update call, checked: what to change (None: leave as is). `adaptive_allocations` is the
+    object as given (it replaces the deployment's); `tmd_batching` the fields given, which
+    `batching` lays over the deployment's current knobs."""
+
+    number_of_allocations: int | None = None
+    adaptive_allocations: dict[str, Any] | None = None
+    adaptive_given: bool = False
+    tmd_batching: dict[str, Any] | None = None
+
+    def batching(self, current: TmdBatching) -> TmdBatching | None:
+        if self.tmd_batching is None:
+            return None
+        return parse_tmd_batching(self.tmd_batching, _UPDATE_ACTION, base=current)
+
+
+def parse_update_request(body: Any, query: Mapping[str, str]) -> UpdateRequest:
+    """UpdateTrainedModelDeploymentAction.Request: parse and validate (es-api §2.6), before the
+    deployment is read. `tmd_batching` (a tmd extension) may come alone or with the others."""
+    if body is not None and not isinstance(body, dict):
+        raise ParseError("request body must be an object")
+    body = dict(body or {})
+    unknown = [k for k in body if k not in UPDATE_PARAMS]
+    if unknown:
+        raise ParseError(f"[{_UPDATE_ACTION}] unknown field [{unknown[0]}]", type="x_content_parse_exception")
+    allocations = body.get("number_of_allocations")
+    if "number_of_allocations" in query:
+        try:
+            allocations = int(query["number_of_allocations"])
+        except ValueError:
+            raise IllegalArgument("Failed to parse int parameter [number_of_allocations] with value "
+                                  f"[{query['number_of_allocations']}]") from None
+    adaptive = body.get("adaptive_allocations")
+    adaptive_errors: list[str] = []
+    if adaptive is not None:
+        try:
+            adaptive_errors = adaptive_allocations_errors(AdaptiveAllocations.model_validate(adaptive))
+        except ValidationError:
+            raise ParseError(f"[{_UPDATE_ACTION}] failed to parse field [adaptive_allocations]",
+                             type="x_content_parse_exception") from None
+    batching = body.get("tmd_batching")
+    batching_errors: list[str] = []
+    if batching is not None:  # fields left out are valid whatever they are now: check the given ones
+        batching_errors = tmd_batching_errors(parse_tmd_batching(batching, _UPDATE_ACTION))
+    if allocations is None and adaptive is None and batching is None:
+        raise ValidationFailed(["Either [number_of_allocations] or [adaptive_allocations] must be provided"])
+    errors: list[str] = []
+    if allocations is not None and (isinstance(allocations, bool) or not isinstance(allocations, int)
+                                    or allocations < 1):
+        errors.append("[number_of_allocations] must be a positive integer")
+    if allocations is not None and adaptive and adaptive.get("enabled"):
+        errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
+    errors += adaptive_errors + batching_errors
+    if errors:
+        raise ValidationFailed(errors)
+    return UpdateRequest(allocations, adaptive, "adaptive_allocations" in body, batching)

@@ -3,8 +3,9 @@
 Reads the cluster from the operator's cache (kept from the watch streams; see cache.py), calls the
 pure `reconcile`, then applies pod changes and writes statuses that changed, feeding what the
 server answers back into the cache. A pass makes no API request when nothing needs changing, and
-asks no worker anything: what a worker runs is read from its pod (worker_allocations.py). Workers
-are called only to change their allocations. One pass at a time.
+asks no worker anything: what a worker runs is read from its pod (worker_allocations.py,
+worker_batching.py). Workers are called only to change their allocations or batching knobs.
+One pass at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tmd.operator.pods import ANNOTATION_ALLOCATIONS, CONTAINER, LOW_PRIORITY_CP
 from tmd.operator.reconcile import ClusterState, PodChange, Reconciliation, is_worker, pod_key, reconcile
 from tmd.operator.routes import route_of_pod
 from tmd.operator.worker_allocations import ANNOTATION_WORKER_ALLOCATIONS, confirmation, running_allocations
+from tmd.operator.worker_batching import ANNOTATION_WORKER_BATCHING, confirmation as batching_confirmation
 from tmd.api.status import RoutingState
 
 log = logging.getLogger("tmd.operator")
@@ -137,6 +139,8 @@ class Actuator:
                         self.cache.apply("pods", "MODIFIED", gone)
             elif change.action == "set_allocations":
                 await self.set_allocations(change)
+            elif change.action == "set_batching":
+                await self.set_batching(change)
         except ApiException as err:
             log.warning("pod change %s %s/%s failed: %s %s", change.action, namespace, name, err.status, err.reason)
 
@@ -174,6 +178,26 @@ class Actuator:
                     {ANNOTATION_WORKER_ALLOCATIONS: confirmation(pod, change.allocations)}))
         if not growing and not resized:
             await self._resize(namespace, name, resources)
+
+    async def set_batching(self, change: PodChange) -> None:
+        """Set a started worker's batching knobs live; on its confirmation, record them on the pod
+        (worker_batching.py), which is what later passes compare with the spec. A worker that does
+        not answer is asked again on a later pass."""
+        pod, batching = change.pod, change.batching
+        assert batching is not None
+        meta = pod["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if not (pod.get("status") or {}).get("podIP"):
+            return
+        try:
+            response = await self.http.post(self._worker_url(pod, "/batching"), json=batching.to_es())
+            response.raise_for_status()
+        except httpx.HTTPError as err:
+            log.warning("worker %s/%s did not take tmd_batching %s: %s", namespace, name, batching.to_es(), err)
+            return
+        log.info("worker %s/%s now batches with %s", namespace, name, batching.to_es())
+        self.cache.apply("pods", "MODIFIED", await asyncio.to_thread(
+            self.kube.annotate_pod, namespace, name, {ANNOTATION_WORKER_BATCHING: batching_confirmation(pod, batching)}))
 
     async def _resize(self, namespace: str, name: str, resources: dict[str, Any]) -> None:
         try:

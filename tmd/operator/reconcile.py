@@ -4,7 +4,7 @@ to the pod changes and deployment statuses that should follow.
 Placement is global (every deployment competes for every node), so the operator does not
 reconcile deployments one by one: each pass reads all deployments, models, nodes and pods,
 plans once, and returns
-- the worker pods to create, delete or change the allocations of, and
+- the worker pods to create, delete, change the allocations of or set the batching knobs of, and
 - the full status of every deployment.
 The kopf handlers only gather the inputs and apply the outputs (tmd.operator.handlers).
 Being a function of the current state, a pass can be repeated at any time, after any crash,
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from tmd.api.deployment import DeploymentSpec
+from tmd.api.deployment import DeploymentSpec, TmdBatching
 from tmd.api.memory import MemoryEstimate
 from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_ROLE
 from tmd.operator.assignment import (Route, allocation_status, assignment_state, current_allocations_for_planning,
@@ -31,6 +31,7 @@ from tmd.operator.config import OperatorConfig
 from tmd.operator.planner import DeploymentDemand, plan
 from tmd.operator.pods import ANNOTATION_ALLOCATIONS, ANNOTATION_REPLACES, WORKER_ROLE, pod_name, worker_pod
 from tmd.operator.routes import route_of_pod
+from tmd.operator.worker_batching import running_batching
 from tmd.api.status import RoutingState
 
 Object = Mapping[str, Any]
@@ -57,10 +58,11 @@ class ClusterState:
 
 @dataclass(frozen=True)
 class PodChange:
-    action: Literal["create", "delete", "set_allocations", "force_delete", "replace"]
+    action: Literal["create", "delete", "set_allocations", "set_batching", "force_delete", "replace"]
     pod: Object
     allocations: int = 0
     memory_bytes: int = 0
+    batching: TmdBatching | None = None  # set_batching: the knobs the worker is to run
 
 
 @dataclass
@@ -300,7 +302,17 @@ def _pod_changes(item: _Resolved, table: Mapping[str, Route], groups: Mapping[st
                 changes.extend(_surge(item, node, group, target, memory, config))
         elif group.replacement is not None:
             changes.append(PodChange("delete", group.replacement))  # the change it was for was undone
+        if not any(c.pod is pod and c.action == "delete" for c in changes):
+            changes.extend(_batching_change(pod, item.spec.batching()))
     return changes
+
+
+def _batching_change(pod: Object, wanted: TmdBatching) -> list[PodChange]:
+    """Set a started worker's batching knobs live when they differ from the spec's. A worker not
+    yet started is left alone: it is asked once it serves (its pod may predate the change)."""
+    if route_of_pod(pod).state is not RoutingState.started or running_batching(pod) == wanted:
+        return []
+    return [PodChange("set_batching", pod, batching=wanted)]
 
 
 def _allocations(pod: Object) -> int:

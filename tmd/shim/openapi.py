@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tmd.api.deployment import AdaptiveAllocations, Priority, WaitFor
+from tmd.api.deployment import AdaptiveAllocations, Priority, TmdBatching, WaitFor
 from tmd.api.trained_model import (TASK_CONFIGS, TOKENIZATIONS, TRUNCATE_VALUES, PrefixStrings, TokenizationUpdate,
                                    TrainedModelInput)
 from tmd.shim.http import INT_MAX
@@ -74,7 +74,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Stop deployments (the path names deployment ids)", ("allow_no_match", "force", "finish_pending_work"),
              "stop", False, "stopped"),
     Endpoint("ml.update_trained_model_deployment", "POST", (M + "/{model_id}/deployment/_update",),
-             "Change a deployment's number of allocations", ("timeout", "master_timeout", "number_of_allocations"),
+             "Change a deployment's allocations (and tmd's batching knobs)", ("timeout", "master_timeout", "number_of_allocations"),
              "update", False, "assignment"),
     Endpoint("ml.clear_trained_model_deployment_cache", "POST", (M + "/{model_id}/deployment/cache/_clear",),
              "Clear a deployment's inference cache on every node", response="cleared"),
@@ -284,12 +284,14 @@ def _object(properties: Schema, required: tuple[str, ...] = (), additional: bool
 
 def _bodies() -> dict[str, Schema]:
     adaptive = _ref("AdaptiveAllocations")
+    batching = _ref("TmdBatching")  # a tmd extension (docs/api.md)
     deployment_fields = {
         "model_id": {"type": "string"}, "deployment_id": {"type": "string"},
         **{name: PARAMS[name][0] for name in ("number_of_allocations", "threads_per_allocation", "queue_capacity",
                                               "cache_size", "priority", "timeout", "wait_for", "model_threads",
                                               "inference_threads")},
         "adaptive_allocations": adaptive,
+        "tmd_batching": batching,
     }
     return {
         # TrainedModelConfig (tsspec ml/put_trained_model/MlPutTrainedModelRequest.ts)
@@ -323,7 +325,8 @@ def _bodies() -> dict[str, Schema]:
         "stop": _object({"id": {"type": "string"}, "allow_no_match": _BOOL, "force": _BOOL,
                          "finish_pending_work": _BOOL}),
         "update": _object({"model_id": {"type": "string"}, "deployment_id": {"type": "string"},
-                           "number_of_allocations": {**_INT, "minimum": 1}, "adaptive_allocations": adaptive}),
+                           "number_of_allocations": {**_INT, "minimum": 1}, "adaptive_allocations": adaptive,
+                           "tmd_batching": batching}),
         "inference_endpoint": _object({
             "service": {"type": "string", "enum": ["elasticsearch", "elser"]},
             "task_type": {"type": "string"},
@@ -510,7 +513,8 @@ def build(version: str, *, auth: bool) -> dict[str, Any]:
         "components": {"schemas": {
             "Error": ERROR, "Tokenization": tokenization_schema(), "TokenizationUpdate": tokenization_update_schema(), "InferenceConfig": inference_config_schema(),
             "InferenceConfigUpdate": inference_config_schema(update=True),
-            "AdaptiveAllocations": pydantic_schema(AdaptiveAllocations)}},
+            "AdaptiveAllocations": pydantic_schema(AdaptiveAllocations),
+            "TmdBatching": pydantic_schema(TmdBatching)}},
     }
     if auth:
         document["components"]["securitySchemes"] = {

@@ -19,9 +19,8 @@ from typing import Any, Callable, TypeVar
 
 import aiohttp
 import httpx
-from pydantic import ValidationError as PydanticValidationError
 
-from tmd.api.deployment import MAX_DEPLOYMENTS, AdaptiveAllocations, adaptive_allocations_errors, parse_start_request
+from tmd.api.deployment import MAX_DEPLOYMENTS, TmdBatching, parse_start_request, parse_update_request
 from tmd.api.errors import (ElasticsearchError, IllegalArgument, ParseError, ResourceAlreadyExists, ResourceNotFound,
                             StatusException, ValidationFailed)
 from tmd.api.resources import LABEL_DEPLOYMENT, LABEL_ML_NODE, LABEL_NODE
@@ -399,39 +398,8 @@ class Shim:
         return {"stopped": True}
 
     async def update(self, deployment_id: str, body: Any, query: dict[str, str]) -> Object:
-        if body is not None and not isinstance(body, dict):
-            raise ParseError("request body must be an object")
-        body = dict(body or {})
-        unknown = [k for k in body if k not in ("number_of_allocations", "adaptive_allocations", "model_id",
-                                                "deployment_id")]
-        if unknown:
-            raise ParseError(f"[update_trained_model_deployment] unknown field [{unknown[0]}]",
-                             type="x_content_parse_exception")
-        allocations = body.get("number_of_allocations")
-        if "number_of_allocations" in query:
-            try:
-                allocations = int(query["number_of_allocations"])
-            except ValueError:
-                raise IllegalArgument("Failed to parse int parameter [number_of_allocations] with value "
-                                      f"[{query['number_of_allocations']}]") from None
-        adaptive = body.get("adaptive_allocations")
-        adaptive_errors: list[str] = []
-        if adaptive is not None:
-            try:
-                adaptive_errors = adaptive_allocations_errors(AdaptiveAllocations.model_validate(adaptive))
-            except PydanticValidationError:
-                raise ParseError("[update_trained_model_deployment] failed to parse field [adaptive_allocations]",
-                                 type="x_content_parse_exception") from None
-        if allocations is None and adaptive is None:
-            raise ValidationFailed(["Either [number_of_allocations] or [adaptive_allocations] must be provided"])
-        errors: list[str] = []
-        if allocations is not None and (isinstance(allocations, bool) or not isinstance(allocations, int)
-                                        or allocations < 1):
-            errors.append("[number_of_allocations] must be a positive integer")
-        if allocations is not None and adaptive and adaptive.get("enabled"):
-            errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
-        if errors + adaptive_errors:
-            raise ValidationFailed(errors + adaptive_errors)
+        request = parse_update_request(body, query)
+        allocations, adaptive = request.number_of_allocations, request.adaptive_allocations
         deployment = await self._k(self.kube.get_deployment, deployment_id)
         if deployment is None:
             raise ResourceNotFound(f"No known model deployment with id [{deployment_id}]")
@@ -439,8 +407,12 @@ class Shim:
         changes: Object = {}
         if allocations is not None and allocations != deployment["spec"].get("number_of_allocations"):
             changes["number_of_allocations"] = allocations
-        if "adaptive_allocations" in body and adaptive != deployment["spec"].get("adaptive_allocations"):
+        if request.adaptive_given and adaptive != deployment["spec"].get("adaptive_allocations"):
             changes["adaptive_allocations"] = adaptive
+        current = TmdBatching.model_construct(**views.tmd_batching(deployment["spec"]))
+        batching = request.batching(current)
+        if batching is not None and batching != current:
+            changes["tmd_batching"] = batching.to_es()
         if not changes:
             return {"assignment": views.assignment_body(deployment, model)}
         if (deployment.get("status") or {}).get("assignment_state") != "started":
@@ -457,9 +429,10 @@ class Shim:
                 and (updated.get("status") or {}).get("reason")
                 and views.total_target_allocations(updated) < requested):
             # Elasticsearch refuses an increase it cannot place (no autoscaling): put the old
-            # number back, so the deployment keeps what it had.
+            # values back (null removes a field that was absent), so the deployment keeps what it had.
             await self._k(self.kube.patch_deployment_spec, deployment_id,
-                          {"number_of_allocations": deployment["spec"].get("number_of_allocations", 1)})
+                          {key: deployment["spec"].get(key, 1 if key == "number_of_allocations" else None)
+                           for key in changes})
             raise StatusException("Could not update deployment because there are not enough resources to provide "
                                   "all requested allocations", 429)
         return {"assignment": views.assignment_body(updated, model)}

@@ -97,6 +97,7 @@ def assignment_body(deployment: Object, model: Object | None) -> dict[str, Any]:
         "start_time": status.get("start_time") or deployment["metadata"].get("creationTimestamp"),
         "max_assigned_allocations": status.get("max_assigned_allocations", 0),
         "adaptive_allocations": deployment["spec"].get("adaptive_allocations"),
+        "tmd_batching": tmd_batching(deployment["spec"]),  # tmd extension
     }
     if status.get("reason"):
         body["reason"] = status["reason"]

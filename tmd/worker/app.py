@@ -32,6 +32,11 @@ error body `{"error": {"root_cause": [...], "type", "reason"}, "status"}` with t
     Changes the number of lanes live, dropping nothing; answers once surplus lanes have
     finished their current document (at most 30 s); 200 `{"number_of_allocations",
     "threads_per_allocation"}`.
+`GET /batching`, `POST /batching` body `{"max_batch_size"?: n, "max_batch_delay"?: "2ms"}`
+    The dynamic batching knobs (tmd extension), changed live: a field left out keeps its value;
+    the same checks and texts as the shim's `tmd_batching` (400 `x_content_parse_exception` for a
+    bad shape, `action_request_validation_exception` for a value out of range). Lanes take the
+    new values with their next batch. 200 `{"max_batch_size", "max_batch_delay", "mode"}`.
 `GET /healthz`
     200 `{"status": "ok"}` while the process serves HTTP (also while loading).
 `GET /readyz`
@@ -49,7 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
@@ -61,6 +66,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tmd.api.deployment import TmdBatching, parse_tmd_batching, tmd_batching_errors
 from tmd.api.errors import ElasticsearchError, ParseError, StatusException, ValidationFailed
 from tmd.api.units import TimeValue, parse_time_value
 from tmd.api.http import PRODUCT_HEADER, ElasticProductHeader
@@ -87,6 +93,12 @@ class WorkerState:
     cache_size_text: str = ""
     stopping: bool = False
     failure: str | None = None  # why the model could not be served; main exits 1 with it
+    # The batching knobs in effect: the settings' at start, then what `POST /batching` set.
+    batching: TmdBatching = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batching = TmdBatching.model_construct(max_batch_size=self.settings.max_batch_size,
+                                                    max_batch_delay=self.settings.max_batch_delay)
 
     @property
     def ready(self) -> bool:
@@ -157,11 +169,20 @@ def not_started_node(routing_state: str, reason: str | None) -> dict[str, Any]:
     return {"routing_state": routing, "peak_throughput_per_minute": 0, "throughput_last_minute": 0}
 
 
-def batching_stats(settings: WorkerSettings, mode: str | None) -> dict[str, Any]:
+def parse_batching_body(body: Any, current: TmdBatching) -> TmdBatching:
+    """`POST /batching`: the fields given over the current knobs, checked as the shim checks them."""
+    batching = parse_tmd_batching(body, "worker_batching", base=current)
+    errors = tmd_batching_errors(batching)
+    if errors:
+        raise ValidationFailed(errors)
+    return batching
+
+
+def batching_stats(batching: TmdBatching, mode: str | None) -> dict[str, Any]:
     """The dynamic batching knobs (tmd extension) and, once the model is probed, the mode in effect."""
-    out: dict[str, Any] = {"max_batch_size": settings.max_batch_size, "max_batch_delay": settings.max_batch_delay}
+    out: dict[str, Any] = batching.to_es()
     if mode is not None:
-        out["mode"] = mode if settings.max_batch_size > 1 else "none"
+        out["mode"] = mode if batching.max_batch_size > 1 else "none"
     return out
 
 
@@ -246,14 +267,14 @@ def create_app(state: WorkerState) -> Any:
                 "deployment": {"deployment_id": state.deployment_id, "model_id": state.model_id,
                                "threads_per_allocation": s.threads, "number_of_allocations": s.allocations,
                                "queue_capacity": s.queue_capacity, "cache_size": state.cache_size_text,
-                               "priority": priority, "tmd_batching": batching_stats(s, None)},
+                               "priority": priority, "tmd_batching": batching_stats(state.batching, None)},
                 "node": not_started_node("starting", None)})
         snap = engine.stats.snapshot()
         deployment = deployment_stats(
             snap, model_id=state.model_id, deployment_id=state.deployment_id,
             allocations=engine.number_of_allocations, threads=engine.threads_per_allocation,
             queue_capacity=engine.queue.capacity, cache_size=state.cache_size_text, priority=priority)
-        deployment["tmd_batching"] = batching_stats(s, engine.plan.mode)
+        deployment["tmd_batching"] = batching_stats(state.batching, engine.plan.mode)
         if state.stopping:
             node = not_started_node("stopping", "worker is shutting down")
         else:
@@ -282,6 +303,20 @@ def create_app(state: WorkerState) -> Any:
         # (the operator) never takes CPU from lanes still computing.
         await asyncio.to_thread(engine.lanes.wait_for_surplus_to_leave, ALLOCATION_CHANGE_WAIT_S)
         return json_response(allocations_body(engine))
+
+    @app.get("/batching")
+    async def get_batching() -> Response:
+        return json_response(batching_stats(state.batching, engine_or_409().plan.mode))
+
+    @app.post("/batching")
+    async def set_batching(request: Request) -> Response:
+        batching = parse_batching_body(parse_json_body(await request.body()), state.batching)
+        engine = engine_or_409()
+        delay_s = parse_time_value(batching.max_batch_delay, "max_batch_delay").seconds or 0.0
+        engine.set_batching(batching.max_batch_size, delay_s)
+        state.batching = batching
+        log.info("max_batch_size=%d max_batch_delay=%s", batching.max_batch_size, batching.max_batch_delay)
+        return json_response(batching_stats(batching, engine.plan.mode))
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -119,6 +119,11 @@ class InferenceEngine:
             self.queue, self._work, threads=threads, max_batch_size=max_batch_size, max_batch_delay=max_batch_delay)
         self.lanes.set_allocations(allocations)
 
+    def set_batching(self, max_batch_size: int, max_batch_delay: float) -> None:
+        """Change the batching knobs live: each lane reads them when it takes its next batch."""
+        self.lanes.max_batch_size = max_batch_size
+        self.lanes.max_batch_delay = max_batch_delay
+
     # --- intake (event loop) -------------------------------------------------------------
     def prepare(self, request: InferenceRequest) -> None:
         """Tokenize every document before it is queued, as Elasticsearch tokenizes outside the

@@ -74,7 +74,7 @@ def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
     import torch
 
     from tmd.api.units import ByteSize
-    from tmd.worker.batching import NO_BATCHING, probe
+    from tmd.worker.batching import probe
     from tmd.worker.engine import InferenceEngine
     from tmd.worker.model import ModelLoadError, load_model_dir, warm_up
 
@@ -88,10 +88,10 @@ def _load(state: Any, server: Any, loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(setattr, server, "should_exit", True)
         return
     cache = s.cache_size if s.cache_size is not None else ByteSize.of_bytes(loaded.model_bytes)
-    plan = NO_BATCHING
-    if s.max_batch_size > 1:
-        plan = probe(loaded.model, getattr(loaded.pipeline, "collate", None), sample)
-        log.info("batching mode=%s trim=%s: %s", plan.mode, plan.trim, plan.reason)
+    # Probed even with batching off (three passes of the warm-up document): `POST /batching` may
+    # turn it on later, and then knows how.
+    plan = probe(loaded.model, getattr(loaded.pipeline, "collate", None), sample)
+    log.info("batching mode=%s trim=%s: %s", plan.mode, plan.trim, plan.reason)
     engine = InferenceEngine(loaded.model, loaded.pipeline, allocations=s.allocations, threads=s.threads,
                              queue_capacity=s.queue_capacity, cache_bytes=cache.bytes,
                              max_batch_size=s.max_batch_size, max_batch_delay=s.max_batch_delay_s, plan=plan)
